@@ -55,3 +55,51 @@ class Channel(models.Model):
         if start <= end:
             return start <= local_time < end
         return local_time >= start or local_time < end  # a window across midnight
+
+
+class SandboxPayout(models.Model):
+    """What a sandbox channel paid out: the channel's own books, which reconciliation reads as
+    its statement. A channel that does not de-duplicate gets one row per submission."""
+
+    channel_code = models.CharField(max_length=32)
+    refund_no = models.CharField(max_length=100, db_index=True)
+    attempt_id = models.CharField(max_length=64, blank=True, default="")
+    channel_refund_id = models.CharField(max_length=64, unique=True)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    succeeded = models.BooleanField()
+    code = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.channel_code} {self.refund_no} {self.amount} {'paid' if self.succeeded else self.code}"
+
+
+class ChannelNotification(models.Model):
+    """An inbound notification from a channel, kept as received with what we made of it."""
+
+    class Status(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        DUPLICATE = "duplicate", "Duplicate (changed nothing)"
+        IGNORED = "ignored", "Ignored (out of order)"
+        CONFLICT = "conflict", "Contradicts an earlier result: alert raised"
+        UNKNOWN_REFUND = "unknown_refund", "No such refund"
+        REJECTED = "rejected", "Refused: bad signature or malformed"
+        ERROR = "error", "Error while handling"
+
+    channel_code = models.CharField(max_length=32)
+    refund_no = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    body = models.TextField()
+    signature = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.channel_code} {self.refund_no} {self.status}"

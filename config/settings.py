@@ -122,6 +122,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -169,3 +170,27 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Signs the sandbox channels' notifications (they play the channel's side in the demo and tests).
+SANDBOX_CHANNEL_SECRET = env_str("SANDBOX_CHANNEL_SECRET", "") or hashlib.sha256(
+    ("sandbox:" + SECRET_KEY).encode()
+).hexdigest()
+
+CELERY_TASK_ROUTES = {
+    "refunds.tasks.dispatch_leg": {"queue": "dispatch"},
+    "refunds.tasks.query_leg": {"queue": "dispatch"},
+}
+
+# When to ask a channel about an unanswered leg: seconds after submission, then after each
+# query; the last figure repeats (1 min, 5 min, 30 min, then hourly, as the channels ask).
+try:
+    CHANNEL_QUERY_BACKOFF = [int(x) for x in env_list("CHANNEL_QUERY_BACKOFF", "60,300,1800,3600")]
+except ValueError:
+    raise ImproperlyConfigured("CHANNEL_QUERY_BACKOFF must be comma-separated seconds, e.g. 60,300,1800,3600") from None
+# A channel's "no such refund" is trusted only this long after the last submission began.
+CHANNEL_RESUBMIT_GRACE = env_int("CHANNEL_RESUBMIT_GRACE", 120, minimum=0)
+# Seconds a sandbox channel takes to answer a submission (a slow channel, for tests and demos).
+try:
+    SANDBOX_SUBMIT_DELAY = float(env_str("SANDBOX_SUBMIT_DELAY", "0") or 0)
+except ValueError:
+    raise ImproperlyConfigured("SANDBOX_SUBMIT_DELAY must be a number of seconds") from None

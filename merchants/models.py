@@ -214,3 +214,36 @@ class FxRate(models.Model):
 
     def __str__(self):
         return f"{self.day} 1 {self.base} = {self.rate} {self.quote}"
+
+
+class Settlement(models.Model):
+    """One T+1 settlement run for a merchant and day: yesterday's collections move from the
+    pending-settlement account to the cash account (S19, S20). Unique, so a rerun pays nothing twice."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="settlements")
+    currency = models.CharField(max_length=3)
+    day = models.DateField(help_text="The business day whose collections were settled.")
+    collected = models.BigIntegerField()
+    settled = models.BigIntegerField(help_text="Moved to cash: the collections, less what refunds already took.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "merchant"]
+        constraints = [models.UniqueConstraint(fields=["merchant", "currency", "day"], name="settlement_once_per_day")]
+
+
+class ShortfallDigest(models.Model):
+    """The daily list of merchants whose refunds were refused for insufficient balance (S21)."""
+
+    day = models.DateField()
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="shortfall_digests")
+    refusals = models.PositiveIntegerField()
+    amount_refused = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "-amount_refused"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "merchant", "currency"], name="shortfall_digest_once_per_day")
+        ]

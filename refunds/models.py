@@ -236,9 +236,29 @@ class RefundLeg(ConcurrentTransitionMixin, models.Model):
     fallback_reason = models.CharField(
         max_length=32, blank=True, default="", help_text="Why the part does not go back the original way."
     )
+    # When the dispatcher or the janitor should look at this leg next (dispatch when queued,
+    # query the channel when processing); empty: now.
+    next_action_at = models.DateTimeField(null=True, blank=True)
+    check_count = models.PositiveIntegerField(default=0)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    # Set when the channel contradicted itself: a person decides, no automatic step touches it.
+    needs_attention = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+
+    SUBMISSION_PREFIX = "RL"
+
+    @property
+    def submission_no(self) -> str:
+        """Our serial number for this leg at the channel, the same for every attempt."""
+        return f"{self.SUBMISSION_PREFIX}{self.pk:012d}"
+
+    @classmethod
+    def pk_from_submission_no(cls, submission_no: str) -> int | None:
+        if submission_no.startswith(cls.SUBMISSION_PREFIX) and submission_no[len(cls.SUBMISSION_PREFIX):].isdigit():
+            return int(submission_no[len(cls.SUBMISSION_PREFIX):])
+        return None
 
     class Meta:
         ordering = ["refund", "id"]
@@ -246,7 +266,13 @@ class RefundLeg(ConcurrentTransitionMixin, models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="leg_amount_positive"),
             models.CheckConstraint(condition=Q(hold_amount__gte=0), name="leg_hold_non_negative"),
         ]
-        indexes = [models.Index(fields=["status", "updated_at"], name="leg_status_updated")]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="leg_status_updated"),
+            models.Index(
+                fields=["status", "next_action_at"], name="leg_due",
+                condition=Q(status__in=["QUEUED", "PROCESSING"], needs_attention=False),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.route} {self.amount} {self.status}"
@@ -262,6 +288,10 @@ class RefundLeg(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.QUEUED, target=Status.PROCESSING)
     def mark_submitted(self, *, by: str, reason: str = ""):
         pass
+
+    @transition(field=status, source=Status.PROCESSING, target=Status.QUEUED)
+    def requeue(self, *, by: str, reason: str):
+        """Only when the channel said it has no such refund: submitting again cannot pay twice."""
 
     @transition(field=status, source=[Status.QUEUED, Status.PROCESSING, Status.MANUAL_PAYOUT], target=Status.SUCCEEDED)
     def mark_succeeded(self, *, by: str, reason: str = "", at=None):
@@ -307,3 +337,50 @@ class RefundEvent(models.Model):
     def __str__(self):
         subject = f"leg {self.leg_id}" if self.leg_id else "refund"
         return f"{subject}: {self.from_status or '-'} -> {self.to_status} by {self.actor}"
+
+
+class SubmissionAttempt(models.Model):
+    """One submission of a leg to its channel, recorded before the call is made."""
+
+    class Status(models.TextChoices):
+        SENDING = "SENDING", "Sending (no answer recorded yet)"
+        ACCEPTED = "ACCEPTED", "Accepted by the channel"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Refused by the channel"
+        UNKNOWN = "UNKNOWN", "No answer"
+        NOT_FOUND = "NOT_FOUND", "Channel has no such refund"
+
+    leg = models.ForeignKey(RefundLeg, on_delete=models.CASCADE, related_name="attempts")
+    attempt_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    channel_code = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    raw_code = models.CharField(max_length=64, blank=True, default="")
+    raw_message = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["channel_code", "created_at"], name="attempt_channel_time")]
+
+    def __str__(self):
+        return f"attempt {self.attempt_id} {self.status}"
+
+
+class Alert(models.Model):
+    """Something a person must look at, e.g. a channel that reported success after failure."""
+
+    kind = models.CharField(max_length=32)
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    leg = models.ForeignKey(RefundLeg, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.kind}: {self.message[:60]}"

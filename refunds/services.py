@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
@@ -427,10 +428,14 @@ def breakdown(refund: Refund, legs: list[RefundLeg]) -> dict[str, int]:
 
 
 def _start_internal_legs(refund: Refund, legs: list[RefundLeg], *, by: str, now) -> None:
-    """Approved legs that need no channel: balance is booked at once; manual waits for a payout."""
+    """Approved legs that need no channel: balance is booked at once; manual waits for a payout.
+    Channel legs are handed to the dispatcher once the transaction commits."""
     changed = False
     for leg in legs:
         if leg.status != RefundLeg.Status.QUEUED:
+            continue
+        if leg.is_channel:
+            transaction.on_commit(partial(_enqueue_dispatch, leg.pk))
             continue
         if leg.route == RefundLeg.Route.BALANCE:
             leg.mark_succeeded(by=by, reason="credited to the user's platform balance", at=now)
@@ -443,6 +448,26 @@ def _start_internal_legs(refund: Refund, legs: list[RefundLeg], *, by: str, now)
             changed = True
     if changed or not legs:
         _sync_refund_status(refund, legs, by=by, now=now)
+
+
+def _enqueue_dispatch(leg_id: int) -> None:
+    from .tasks import dispatch_leg
+
+    dispatch_leg.delay(leg_id)
+
+
+def leg_reroute_to_fallback(*, refund: Refund, legs: list[RefundLeg], leg: RefundLeg, reason: str, by: str, now) -> None:
+    """A queued channel leg that can no longer go to its channel (its window passed while it
+    waited) takes the merchant's fallback route. The caller holds the locks."""
+    leg.route = refund.merchant.fallback_route
+    leg.channel = None
+    leg.fallback_reason = reason
+    leg.save(update_fields=["route", "channel", "fallback_reason", "updated_at"])
+    RefundEvent.objects.create(
+        refund=refund, leg=leg, kind=RefundEvent.Kind.NOTE, actor=by,
+        reason=f"{reason}: rerouted to {leg.route}", data={"fallback_reason": reason, "route": leg.route},
+    )
+    _start_internal_legs(refund, legs, by=by, now=now)
 
 
 def _book_leg_paid(refund: Refund, leg: RefundLeg, *, by: str, paid_by_hand: bool = False) -> None:
