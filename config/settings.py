@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import os
 import secrets
 from pathlib import Path
 
@@ -42,6 +43,14 @@ if not PUBLIC_BASE_URL.startswith(("http://", "https://")):
 CARD_ENCRYPTION_KEY = env_str("CARD_ENCRYPTION_KEY", "") or base64.urlsafe_b64encode(
     hashlib.sha256(("card:" + SECRET_KEY).encode()).digest()
 ).decode()
+try:
+    if len(base64.urlsafe_b64decode(CARD_ENCRYPTION_KEY.encode())) != 32:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        "CARD_ENCRYPTION_KEY must be a Fernet key: 32 url-safe base64-encoded bytes "
+        "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+    ) from None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -53,12 +62,14 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_celery_beat",
     "django_htmx",
     "merchants",
     "channels.apps.ChannelsConfig",
     "refunds",
+    "refunds.api.apps.MerchantApiConfig",
 ]
 
 MIDDLEWARE = [
@@ -69,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "refunds.config_audit.ConfigAuditMiddleware",
+    "refunds.middleware.TimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -87,6 +100,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "refunds.navigation.frame",
             ],
         },
     },
@@ -105,7 +120,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
+else:
+    # One test database per test process, so that two test runs on one machine never share one.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -131,14 +149,52 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
+# The merchant API (refunds/api/, API.md): bearer keys, JSON only, one error format.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["refunds.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["refunds.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["refunds.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "refunds.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
+# Requests per API key per minute (a fixed window counted in the database, so every web
+# process shares it: refunds/api/throttling.py). 0 turns the limit off.
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=0)
+API_RATE_WINDOW_SECONDS = 60
 SPECTACULAR_SETTINGS = {
     "TITLE": "Refund back-office API",
+    "DESCRIPTION": "Merchants and the payment core report payments and ask for refunds (see API.md).",
     "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs are public: they describe the API, they do not use it.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": False,
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RefundStatusEnum": "refunds.models.Refund.Status",
+        "LegStatusEnum": "refunds.models.RefundLeg.Status",
+        "RefundDirectionEnum": "refunds.models.Refund.Direction",
+        "RefundSourceEnum": "refunds.models.Refund.Source",
+        "PartKindEnum": "refunds.models.PaymentPart.Kind",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "refunds.api.schema.postprocess_schema",
+    ],
+    # Swagger UI from the drf-spectacular-sidecar package: no CDN. (Not Redoc: its page loads
+    # web fonts from Google.)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False},
 }
 
 # Celery. The embedded default needs no server process: a broker on the file system under
@@ -146,12 +202,13 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "data_folder_processed": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
     }
 elif not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "amqps://", "memory://")):
     raise ImproperlyConfigured(f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: use redis://, amqp:// or filesystem://")
@@ -179,6 +236,8 @@ SANDBOX_CHANNEL_SECRET = env_str("SANDBOX_CHANNEL_SECRET", "") or hashlib.sha256
 CELERY_TASK_ROUTES = {
     "refunds.tasks.dispatch_leg": {"queue": "dispatch"},
     "refunds.tasks.query_leg": {"queue": "dispatch"},
+    # Its own queue: a slow merchant endpoint (up to WEBHOOK_TIMEOUT per attempt) never delays dispatch.
+    "merchants.tasks.deliver_webhook": {"queue": "notifications"},
 }
 
 # When to ask a channel about an unanswered leg: seconds after submission, then after each
@@ -194,3 +253,27 @@ try:
     SANDBOX_SUBMIT_DELAY = float(env_str("SANDBOX_SUBMIT_DELAY", "0") or 0)
 except ValueError:
     raise ImproperlyConfigured("SANDBOX_SUBMIT_DELAY must be a number of seconds") from None
+
+# Outbound notifications (merchants/webhooks.py). Seconds to wait for a receiver's answer.
+try:
+    WEBHOOK_TIMEOUT = float(env_str("WEBHOOK_TIMEOUT", "10") or 10)
+except ValueError:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT must be a number of seconds") from None
+if not 0 < WEBHOOK_TIMEOUT <= 30:
+    # A delivery task's hard time limit is 60 s: a longer wait would be killed mid-attempt.
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT must be more than 0 and at most 30 seconds")
+# The wait after each failed attempt; when they are used up the delivery is dead. API.md promises
+# retries for at least 24 hours: 1 min, 5 min, 15 min, 1 h, 2 h, 4 h, then 8 h three times (31 h).
+try:
+    WEBHOOK_RETRY_DELAYS = [int(x) for x in env_list("WEBHOOK_RETRY_DELAYS", "60,300,900,3600,7200,14400,28800,28800,28800")]
+except ValueError:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_DELAYS must be comma-separated seconds") from None
+if sum(WEBHOOK_RETRY_DELAYS) < 24 * 3600 or min(WEBHOOK_RETRY_DELAYS, default=0) <= 0:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_DELAYS must be positive and add up to at least 24 hours (86400)")
+# The marketing system hears of refunds that touch a coupon (S17, S22). Empty: no such notice.
+MARKETING_WEBHOOK_URL = env_str("MARKETING_WEBHOOK_URL", "").strip()
+MARKETING_WEBHOOK_SECRET = env_str("MARKETING_WEBHOOK_SECRET", "")
+if MARKETING_WEBHOOK_URL and not MARKETING_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MARKETING_WEBHOOK_URL={MARKETING_WEBHOOK_URL!r} must start with http:// or https://")
+if MARKETING_WEBHOOK_URL and not MARKETING_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("MARKETING_WEBHOOK_SECRET is required when MARKETING_WEBHOOK_URL is set")

@@ -5,10 +5,12 @@ Money is an integer of minor units (fen, cents) plus an ISO 4217 currency code, 
 
 import hashlib
 import secrets
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 def new_webhook_secret() -> str:
@@ -247,3 +249,89 @@ class ShortfallDigest(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["day", "merchant", "currency"], name="shortfall_digest_once_per_day")
         ]
+
+
+class WebhookDelivery(models.Model):
+    """One outbound notification (the outbox): written in the same transaction as the change it
+    reports, sent afterwards by a task, retried with backoff, and kept with every attempt.
+
+    `merchants` must not import `refunds`, so the refund is a `reference` ("refund:<uuid>"), as
+    in the ledger, and the body is rendered by the caller.
+    """
+
+    class Status(models.TextChoices):
+        """PENDING and FAILED rows are due at `next_attempt_at`; a worker claims one by moving it
+        to SENDING with a conditional UPDATE. DEAD: retries exhausted, only a person redelivers."""
+
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        FAILED = "failed", "Failed, will retry"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead (retries exhausted)"
+
+    class Audience(models.TextChoices):
+        """Who receives it, and so which secret signs it (read when sending, so a rotated secret applies)."""
+
+        MERCHANT = "merchant", "Merchant (its webhook secret)"
+        MARKETING = "marketing", "Marketing system (MARKETING_WEBHOOK_SECRET)"
+
+    DUE = (Status.PENDING, Status.FAILED)
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="Sent as the body's `id`.")
+    event = models.CharField(max_length=64)
+    audience = models.CharField(max_length=16, choices=Audience.choices, default=Audience.MERCHANT)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="webhook_deliveries")
+    reference = models.CharField(max_length=80, blank=True, default="", db_index=True,
+                                 help_text='What it is about, e.g. "refund:<uuid>".')
+    url = models.URLField(max_length=500)
+    payload = models.JSONField(help_text="The body, sent as compact JSON.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts since queued or last redelivered.")
+    next_attempt_at = models.DateTimeField(
+        default=timezone.now, help_text="When due (pending, failed); when a claim lapses (sending)."
+    )
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    # Idempotency for events that must go at most once (a merchant's daily shortfall notice).
+    dedupe_key = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key"], condition=~Q(dedupe_key=""), name="delivery_dedupe_once"),
+        ]
+        indexes = [
+            # The sweep's scan: only rows still in flight, by due time.
+            models.Index(fields=["next_attempt_at"], name="delivery_due",
+                         condition=Q(status__in=["pending", "failed", "sending"])),
+            models.Index(fields=["merchant", "-id"], name="delivery_merchant_recent"),
+            # The admin's status filter (dead, failed) without walking every delivered row.
+            models.Index(fields=["status", "-id"], name="delivery_status_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.event} #{self.pk} {self.status}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP POST of a delivery and what came back (operators see these, API.md)."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: no HTTP answer.")
+    latency_ms = models.PositiveIntegerField()
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"attempt {self.pk}: {self.status_code or self.error[:40]}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -83,30 +83,49 @@ def _get_or_create_account(*, merchant, kind, currency, user_id="", sub_ledger="
     return account
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One balanced ledger transaction to write, for `ledger_post_many`."""
+
+    kind: str
+    lines: list[Line]
+    reference: str = ""
+    description: str = ""
+    created_by: str = ""
+
+
 def ledger_post(
     *, kind: str, lines: list[Line], reference: str = "", description: str = "", created_by: str = ""
 ) -> LedgerTransaction:
-    """Post one balanced transaction and move the account balances with it.
+    """Post one balanced transaction and move the account balances with it (see ledger_post_many)."""
+    posting = Posting(kind=kind, lines=lines, reference=reference, description=description, created_by=created_by)
+    return ledger_post_many([posting])[0]
+
+
+def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
+    """Post balanced transactions and move the account balances with them, each account once.
 
     Debits of accounts that may not go negative are conditional UPDATEs (`balance >= amount`):
     when one cannot be covered, InsufficientBalance is raised and the caller's transaction
-    must roll back. Accounts are updated in primary-key order so two postings touching the
-    same accounts can never deadlock.
+    must roll back. Accounts are updated in primary-key order, each by its net change over all
+    the postings, so a use case that books several movements (a hold, and at once its payment
+    to the user's balance) still takes each row lock once and in the same order as every other
+    posting: two transactions can never deadlock on accounts.
     """
-    totals: dict[str, int] = defaultdict(int)
-    for line in lines:
-        if line.amount == 0:
-            raise LedgerError("a ledger line cannot be zero")
-        totals[line.account.currency] += line.amount
-    unbalanced = {c: t for c, t in totals.items() if t != 0}
-    if unbalanced:
-        raise LedgerError(f"unbalanced posting: {unbalanced}")
-
     per_account: dict[int, int] = defaultdict(int)
-    accounts = {}
-    for line in lines:
-        per_account[line.account.pk] += line.amount
-        accounts[line.account.pk] = line.account
+    accounts: dict[int, Account] = {}
+    for posting in postings:
+        totals: dict[str, int] = defaultdict(int)
+        for line in posting.lines:
+            if line.amount == 0:
+                raise LedgerError("a ledger line cannot be zero")
+            totals[line.account.currency] += line.amount
+            per_account[line.account.pk] += line.amount
+            accounts[line.account.pk] = line.account
+        unbalanced = {c: t for c, t in totals.items() if t != 0}
+        if unbalanced:
+            raise LedgerError(f"unbalanced posting: {unbalanced}")
+
     for pk in sorted(per_account):
         delta = per_account[pk]
         if delta == 0:
@@ -118,13 +137,22 @@ def ledger_post(
         if rows.update(balance=F("balance") + delta) != 1:
             raise InsufficientBalance(account, -delta)
 
-    txn = LedgerTransaction.objects.create(
-        kind=kind, reference=reference, description=description[:255], created_by=created_by[:100]
+    txns = LedgerTransaction.objects.bulk_create(
+        [
+            LedgerTransaction(
+                kind=p.kind, reference=p.reference, description=p.description[:255], created_by=p.created_by[:100]
+            )
+            for p in postings
+        ]
     )
     LedgerEntry.objects.bulk_create(
-        [LedgerEntry(transaction=txn, account=ln.account, amount=ln.amount, currency=ln.account.currency) for ln in lines]
+        [
+            LedgerEntry(transaction=txn, account=ln.account, amount=ln.amount, currency=ln.account.currency)
+            for txn, p in zip(txns, postings, strict=True)
+            for ln in p.lines
+        ]
     )
-    return txn
+    return txns
 
 
 @transaction.atomic

@@ -101,7 +101,8 @@ def leg_query(*, leg_id: int, now: datetime.datetime | None = None) -> str:
     """Ask the channel about a processing leg whose answer is overdue (the janitor)."""
     now = now or timezone.now()
     with transaction.atomic():
-        leg = RefundLeg.objects.select_for_update().select_related("channel").filter(pk=leg_id).first()
+        # of=("self",): the channel is a nullable join (an outer join cannot be locked) and shared anyway.
+        leg = RefundLeg.objects.select_for_update(of=("self",)).select_related("channel").filter(pk=leg_id).first()
         if leg is None or leg.status != RefundLeg.Status.PROCESSING or leg.needs_attention:
             return "not-processing"
         if leg.next_action_at and leg.next_action_at > now:
@@ -236,12 +237,16 @@ def auto_refund_expired_vouchers(*, now: datetime.datetime | None = None, limit:
     """Refund expired, unused vouchers automatically (S6); a channel whose window has passed is
     never used: the refund takes the merchant's fallback route (S10, S16)."""
     from . import errors
-    from .models import Payment
+    from .models import Payment, Refund
 
     now = now or timezone.now()
     done = refused = 0
+    # A voucher whose automatic refund exists already (even rejected or cancelled by a person,
+    # which makes it refundable again) is done: retrying it would only replay, and a few hundred
+    # of those at the head of the queue would starve every newer voucher.
     candidates = (
         Payment.objects.filter(auto_refund_on_expiry=True, expires_at__lte=now, refunded_amount=0)
+        .exclude(refunds__source=Refund.Source.AUTO)
         .select_related("merchant").order_by("expires_at")[:limit]
     )
     for payment in candidates:

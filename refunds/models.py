@@ -182,7 +182,11 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     def cancel(self, *, by: str, reason: str):
         pass
 
-    @transition(field=status, source=[Status.APPROVED, Status.MANUAL_PAYOUT], target=Status.PROCESSING)
+    # From FAILED too: a confirmed failure goes to manual payout while another leg is still
+    # with its channel, and the refund is then processing again.
+    @transition(
+        field=status, source=[Status.APPROVED, Status.MANUAL_PAYOUT, Status.FAILED], target=Status.PROCESSING
+    )
     def mark_processing(self, *, by: str, reason: str = ""):
         pass
 
@@ -384,3 +388,275 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"{self.kind}: {self.message[:60]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Complaints (客诉): customer service handles a customer's complaint about a payment or refund.
+
+
+class Complaint(models.Model):
+    class Status(models.TextChoices):
+        """Open (nobody has it), assigned (an agent works on it), resolved (outcome given, the
+        customer may still call back), closed (final). Only transitions change it."""
+
+        OPEN = "open", "Open"
+        ASSIGNED = "assigned", "Assigned"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+
+    class Category(models.TextChoices):
+        NOT_RECEIVED = "not_received", "Refund not received"
+        SLOW = "slow", "Refund too slow"
+        WRONG_AMOUNT = "wrong_amount", "Wrong amount"
+        WANTS_REFUND = "wants_refund", "Wants a refund"
+        MERCHANT_REFUSED = "merchant_refused", "Merchant refused a refund"
+        OTHER = "other", "Other"
+
+    WORKING = (Status.OPEN, Status.ASSIGNED)
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="complaints")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="complaints")
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="complaints",
+        help_text="The refund complained about, when the complaint is about one.",
+    )
+    customer_contact = models.CharField(max_length=200, help_text="How to reach the customer (phone, email).")
+    category = models.CharField(max_length=24, choices=Category.choices)
+    description = models.TextField()
+    status = FSMField(max_length=16, choices=Status.choices, default=Status.OPEN, protected=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True, default="")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When it was resolved or closed.")
+
+    class Meta:
+        ordering = ["-id"]
+        # Lists page by id (keyset), newest first, under the filters agents use.
+        indexes = [
+            models.Index(fields=["status", "-id"], name="complaint_status"),
+            models.Index(fields=["assignee", "status", "-id"], name="complaint_assignee"),
+            models.Index(fields=["merchant", "-id"], name="complaint_merchant"),
+            models.Index(fields=["status", "due_at"], name="complaint_due"),
+        ]
+
+    def __str__(self):
+        return f"complaint #{self.pk} ({self.status})"
+
+    @property
+    def is_overdue(self) -> bool:
+        from django.utils import timezone
+
+        return bool(self.due_at and self.status in self.WORKING and self.due_at < timezone.now())
+
+    @transition(field=status, source=[Status.OPEN, Status.ASSIGNED], target=Status.ASSIGNED)
+    def assign(self, *, assignee):
+        self.assignee = assignee
+
+    @transition(field=status, source=[Status.OPEN, Status.ASSIGNED], target=Status.RESOLVED)
+    def resolve(self, *, outcome: str, at):
+        self.outcome = outcome
+        self.finished_at = at
+
+    @transition(field=status, source=[Status.OPEN, Status.ASSIGNED, Status.RESOLVED], target=Status.CLOSED)
+    def close(self, *, outcome: str, at):
+        self.outcome = outcome
+        self.finished_at = at
+
+
+class ComplaintEvent(models.Model):
+    """The complaint's own log: every action and every note, with who did it."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Opened"
+        ASSIGNED = "assigned", "Assigned"
+        NOTE = "note", "Note"
+        DUE_SET = "due_set", "Due time set"
+        REFUND_STARTED = "refund_started", "Refund started"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+
+    complaint = models.ForeignKey(Complaint, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.CharField(max_length=100)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["complaint", "-id"], name="complaint_event_recent")]
+
+    def __str__(self):
+        return f"complaint #{self.complaint_id} {self.kind} by {self.actor}"
+
+
+class ComplaintRefund(models.Model):
+    """A customer-service refund started from a complaint (source `customer_service`)."""
+
+    complaint = models.ForeignKey(Complaint, on_delete=models.PROTECT, related_name="started_refunds")
+    refund = models.OneToOneField(Refund, on_delete=models.PROTECT, related_name="origin_complaint")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"complaint #{self.complaint_id} -> refund {self.refund_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Manual payouts (财务打款, S11, S24, S25)
+
+
+class ManualPayout(models.Model):
+    """Finance pays a leg that cannot go back the original way to a bank card collected from the
+    user. One per leg: recording the card again (a typo, or finance sent it back) replaces it.
+
+    The card number is stored encrypted (Fernet, settings.CARD_ENCRYPTION_KEY); only its first
+    six and last four digits are kept in clear, for the mask every screen shows.
+    """
+
+    class Status(models.TextChoices):
+        """Awaiting approval: card recorded, finance has not paid. Returned: finance sent it back
+        (the card details look wrong): an agent records the card again. Paid: final."""
+
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting finance approval"
+        RETURNED = "returned", "Returned to customer service"
+        PAID = "paid", "Paid"
+
+    class AccountType(models.TextChoices):
+        """Asked of the user, never guessed from the holder's name (S25)."""
+
+        PERSONAL = "personal", "Personal"
+        CORPORATE = "corporate", "Corporate"
+
+    leg = models.OneToOneField(RefundLeg, on_delete=models.PROTECT, related_name="manual_payout")
+    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="manual_payouts")
+    amount = models.BigIntegerField(help_text="Minor units, the leg's amount.")
+    currency = models.CharField(max_length=3)
+    holder_name = models.CharField(max_length=100)
+    card_number_encrypted = models.TextField(editable=False)
+    card_first6 = models.CharField(max_length=6, editable=False)
+    card_last4 = models.CharField(max_length=4, editable=False)
+    card_length = models.PositiveSmallIntegerField(editable=False)
+    bank_name = models.CharField(max_length=100)
+    account_type = models.CharField(max_length=16, choices=AccountType.choices)
+    phone = models.CharField(max_length=32)
+    status = FSMField(max_length=24, choices=Status.choices, default=Status.AWAITING_APPROVAL, protected=True)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField()
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    transfer_reference = models.CharField(max_length=64, blank=True, default="")
+    returned_reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Four eyes in the database too: whoever recorded the card never approves its payout.
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=F("recorded_by")),
+                name="payout_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid") | (Q(approved_by__isnull=False) & ~Q(transfer_reference="")),
+                name="payout_paid_has_approver_and_reference",
+            ),
+            # One bank transfer pays one payout: a reference recorded twice is a mistake, or a double payment.
+            models.UniqueConstraint(
+                fields=["transfer_reference"], condition=~Q(transfer_reference=""), name="payout_unique_transfer",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "-id"], name="payout_status")]
+
+    def __str__(self):
+        return f"payout of leg {self.leg_id} to {self.card_mask}"
+
+    def __repr__(self):
+        return f"<ManualPayout {self.pk} leg={self.leg_id} card={self.card_mask} {self.status}>"
+
+    @property
+    def card_mask(self) -> str:
+        from .cards import mask
+
+        return mask(self.card_first6, self.card_last4, self.card_length or 0)
+
+    def set_card_number(self, digits: str) -> None:
+        from .cards import encrypt
+
+        self.card_number_encrypted = encrypt(digits)
+        self.card_first6, self.card_last4, self.card_length = digits[:6], digits[-4:], len(digits)
+
+    def card_number_for_transfer(self) -> str:
+        """The full number, for the bank transfer only: never render, log or serialize it."""
+        from .cards import decrypt
+
+        return decrypt(self.card_number_encrypted)
+
+    @transition(field=status, source=[Status.AWAITING_APPROVAL, Status.RETURNED], target=Status.AWAITING_APPROVAL)
+    def record_again(self):
+        self.returned_reason = ""
+
+    @transition(field=status, source=Status.AWAITING_APPROVAL, target=Status.RETURNED)
+    def send_back(self, *, reason: str):
+        self.returned_reason = reason
+
+    @transition(field=status, source=Status.AWAITING_APPROVAL, target=Status.PAID)
+    def approve(self, *, by_user, transfer_reference: str, at):
+        self.approved_by = by_user
+        self.transfer_reference = transfer_reference
+        self.approved_at = at
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration history
+
+
+class ConfigChange(models.Model):
+    """One change to configuration (a merchant's settings, a channel, an FX rate): who, when,
+    the fields before and after, and why. Written by refunds/config_audit.py's receivers in the
+    transaction that saves the change, whichever screen (or the admin) made it."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        DELETED = "deleted", "Deleted"
+
+    model = models.CharField(max_length=64, help_text='"app_label.model", e.g. merchants.merchant')
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True, default="")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.CharField(max_length=100, help_text="user:<name>, or what changed it without a user.")
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["model", "-id"], name="configchange_model"),
+            models.Index(fields=["model", "object_id", "-id"], name="configchange_object"),
+        ]
+
+    def __str__(self):
+        return f"{self.model} {self.object_repr} {self.action} by {self.actor}"
+
+    @property
+    def changed_fields(self) -> list[str]:
+        keys = list(dict.fromkeys([*self.before, *self.after]))
+        return [k for k in keys if self.before.get(k) != self.after.get(k)]

@@ -315,6 +315,8 @@ def refund_create(
             actor=actor, reason=reason, direction=direction, source=source, notify_url=notify_url,
             user=user, now=now, request_hash=request_hash,
         ), True
+    except _Replay as found:
+        return found.refund, False
     except IntegrityError:
         # The same out_refund_no committed by a concurrent request between our check and insert.
         if (found := replay()) is not None:
@@ -328,6 +330,13 @@ def refund_create(
         ) from None
 
 
+class _Replay(Exception):
+    """Raised under the payment's lock when the request turns out to be a replay."""
+
+    def __init__(self, refund: Refund):
+        self.refund = refund
+
+
 @transaction.atomic
 def _refund_create_locked(
     *, merchant, out_trade_no, out_refund_no, amount, actor, reason, direction, source, notify_url, user, now,
@@ -337,6 +346,13 @@ def _refund_create_locked(
     if payment is None:
         raise errors.PaymentNotFound(f"no payment {out_trade_no} for merchant {merchant.code}")
     if amount > payment.refundable_amount:
+        # A concurrent request with the same out_refund_no may be what used the amount up: we
+        # waited for it on the payment's lock, so it is visible now and is answered as a replay.
+        existing = Refund.objects.filter(merchant=merchant, out_refund_no=out_refund_no).first()
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise errors.OutRefundNoConflict(f"out_refund_no {out_refund_no} was used for a different request")
+            raise _Replay(existing)
         raise errors.AmountExceedsRefundable(
             f"amount {amount} exceeds the refundable {payment.refundable_amount} of payment {out_trade_no}"
         )
@@ -398,19 +414,25 @@ def _refund_create_locked(
     for part, share in zip(parts, shares, strict=True):
         part.refunded_amount += share
     PaymentPart.objects.bulk_update([p for p, s in zip(parts, shares, strict=True) if s], ["refunded_amount"])
-    if status == Refund.Status.APPROVED:
-        _start_internal_legs(refund, legs, by=actor, now=now)
-    # Last, and as briefly as possible: the merchant's shared account rows.
+    postings: list[money.Posting] = []
     if refund.hold_amount:
         accounts = money.merchant_accounts(merchant, refund.hold_currency, [merchant.refund_source, Account.Kind.REFUND_HOLD])
-        money.ledger_post(
+        postings.append(money.Posting(
             kind=LedgerTransaction.Kind.REFUND_HOLD,
             lines=[
                 money.Line(accounts[merchant.refund_source], -refund.hold_amount),
                 money.Line(accounts[Account.Kind.REFUND_HOLD], refund.hold_amount),
             ],
             reference=f"refund:{refund.pk}", description=f"hold for {merchant.code}/{out_refund_no}", created_by=actor,
-        )
+        ))
+    if status == Refund.Status.APPROVED:
+        # A balance leg is paid at once out of the hold taken just above: posted in one batch with
+        # it, so the hold account is never debited before it is credited and every account row is
+        # locked once, in the ledger's order.
+        _start_internal_legs(refund, legs, by=actor, now=now, postings=postings)
+    # Last, and as briefly as possible: the merchant's shared account rows.
+    if postings:
+        money.ledger_post_many(postings)
     return refund
 
 
@@ -427,7 +449,9 @@ def breakdown(refund: Refund, legs: list[RefundLeg]) -> dict[str, int]:
     return result
 
 
-def _start_internal_legs(refund: Refund, legs: list[RefundLeg], *, by: str, now) -> None:
+def _start_internal_legs(
+    refund: Refund, legs: list[RefundLeg], *, by: str, now, postings: list[money.Posting] | None = None
+) -> None:
     """Approved legs that need no channel: balance is booked at once; manual waits for a payout.
     Channel legs are handed to the dispatcher once the transaction commits."""
     changed = False
@@ -439,7 +463,7 @@ def _start_internal_legs(refund: Refund, legs: list[RefundLeg], *, by: str, now)
             continue
         if leg.route == RefundLeg.Route.BALANCE:
             leg.mark_succeeded(by=by, reason="credited to the user's platform balance", at=now)
-            _book_leg_paid(refund, leg, by=by)
+            _book_leg_paid(refund, leg, by=by, postings=postings)
             leg.save()
             changed = True
         elif leg.route == RefundLeg.Route.MANUAL:
@@ -470,8 +494,12 @@ def leg_reroute_to_fallback(*, refund: Refund, legs: list[RefundLeg], leg: Refun
     _start_internal_legs(refund, legs, by=by, now=now)
 
 
-def _book_leg_paid(refund: Refund, leg: RefundLeg, *, by: str, paid_by_hand: bool = False) -> None:
-    """The hold behind a leg leaves the merchant: to the user's balance, the channel, or a manual payout."""
+def _book_leg_paid(
+    refund: Refund, leg: RefundLeg, *, by: str, paid_by_hand: bool = False, postings: list[money.Posting] | None = None
+) -> None:
+    """The hold behind a leg leaves the merchant: to the user's balance, the channel, or a manual payout.
+
+    With `postings`, the movement is added to the caller's batch instead of posted now."""
     payment = refund.payment
     if leg.route == RefundLeg.Route.BALANCE:
         destination = money.platform_account(Account.Kind.USER_BALANCE, leg.currency, user_id=payment.user_id)
@@ -487,10 +515,14 @@ def _book_leg_paid(refund: Refund, leg: RefundLeg, *, by: str, paid_by_hand: boo
         if leg.hold_amount:
             lines.append(money.Line(money.platform_account(Account.Kind.FX, refund.hold_currency), leg.hold_amount))
         lines.append(money.Line(money.platform_account(Account.Kind.FX, leg.currency), -leg.amount))
-    money.ledger_post(
+    posting = money.Posting(
         kind=LedgerTransaction.Kind.REFUND_PAID, lines=lines, reference=f"refund:{refund.pk}",
         description=f"leg {leg.pk} paid via {'manual payout' if paid_by_hand else leg.route}", created_by=by,
     )
+    if postings is None:
+        money.ledger_post_many([posting])
+    else:
+        postings.append(posting)
 
 
 def _derive_status(legs: list[RefundLeg]) -> str:
@@ -529,8 +561,9 @@ def _lock_refund(refund_id) -> tuple[Refund, list[RefundLeg]]:
     if payment_id is None:
         raise errors.RefundNotFound(f"no refund {refund_id}")
     Payment.objects.select_for_update().filter(pk=payment_id).first()
-    refund = Refund.objects.select_for_update().select_related("payment", "merchant").get(pk=refund_id)
-    legs = list(refund.legs.select_for_update().select_related("channel").order_by("id"))
+    # of=("self",): the joined merchant and channel rows are shared by every refund; only read them.
+    refund = Refund.objects.select_for_update(of=("self",)).select_related("payment", "merchant").get(pk=refund_id)
+    legs = list(refund.legs.select_for_update(of=("self",)).select_related("channel").order_by("id"))
     return refund, legs
 
 

@@ -1,0 +1,517 @@
+"""Admin for merchants and money: configuration is editable, balances and the ledger are not.
+
+Money moves only through services (top-ups, refunds, settlement); a form that could edit a
+balance or an entry would break "a balance equals the sum of its entries".
+"""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from . import services, webhooks
+from .models import (
+    Account,
+    ApiKey,
+    BalanceShortfall,
+    FxRate,
+    LedgerEntry,
+    LedgerTransaction,
+    Merchant,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from .money import format_money
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the money admins of every app (refunds imports these).
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by services: viewable, never added, changed or deleted in a form."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered COUNT(*) of a big PostgreSQL table is a sequential scan: past 10,000 rows
+    the planner's estimate is good enough for a page count (as in healthchecks' admin)."""
+
+    ESTIMATE_ABOVE = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        db = getattr(self.object_list, "db", "default")
+        if query is not None and not query.where and connections[db].vendor == "postgresql":
+            with connections[db].cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] > self.ESTIMATE_ABOVE:
+                return int(row[0])
+        return super().count
+
+
+class ExactSearchMixin:
+    """Search by identifiers with exact matches (indexable), never a LIKE '%...%' scan of a big table.
+
+    Each field in `search_fields` is compared with the whole search term; a field the term
+    cannot be (a UUID, an integer id) is skipped instead of raising.
+    """
+
+    search_help_text = "Exact match."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(pk__in=[])
+        for name in self.get_search_fields(request):
+            path = name.lstrip("=^@")
+            field = get_fields_from_path(queryset.model, path)[-1]
+            try:
+                value = field.to_python(term)
+            except ValidationError:
+                continue
+            condition |= Q(**{path: value})
+        # Only forward relations are searched, so no row can appear twice.
+        return queryset.filter(condition), False
+
+
+def money_display(minor: int | None, currency: str) -> str:
+    return format_money(minor, currency)
+
+
+def user_may(request, action: str, model) -> bool:
+    opts = model._meta
+    return request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Merchants and accounts
+
+
+class AccountInline(ReadOnlyTabularInline):
+    model = Account
+    fields = ("kind", "currency", "balance_display", "may_go_negative")
+    readonly_fields = fields
+    ordering = ("currency", "kind")
+    show_change_link = True
+    verbose_name_plural = "accounts (balances move only through the ledger)"
+
+    @admin.display(description="balance")
+    def balance_display(self, obj: Account) -> str:
+        return money_display(obj.balance, obj.currency)
+
+
+class MerchantForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", label="Webhook URL",
+        help_text="Default address for refund notifications.",
+    )
+    change_note = forms.CharField(
+        label="Why", required=False, max_length=500, widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Kept in the configuration history with your name; required when you change a merchant.",
+    )
+
+    class Meta:
+        model = Merchant
+        fields = (
+            "code", "name", "status", "refund_source", "fallback_route", "allocation_strategy", "review_threshold",
+            "webhook_url",
+        )
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk and self.has_changed() and not (data.get("change_note") or "").strip():
+            self.add_error("change_note", "Say why: the note is kept in the configuration history.")
+        return data
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    form = MerchantForm
+    list_display = (
+        "code", "name", "status", "refund_source", "fallback_route", "allocation_strategy", "threshold_display",
+        "created_at",
+    )
+    list_filter = ("status", "refund_source", "fallback_route", "allocation_strategy")
+    search_fields = ("code", "name")
+    inlines = (AccountInline,)
+
+    def get_fieldsets(self, request, obj=None):
+        # The webhook secret signs the merchant's notifications: shown in full only to those
+        # who may change the merchant (operations hand it over), masked for everyone else.
+        secret = "webhook_secret" if user_may(request, "change", Merchant) else "webhook_secret_masked"
+        return (
+            (None, {"fields": ("code", "name", "status")}),
+            ("Refunds", {"fields": ("refund_source", "fallback_route", "allocation_strategy", "review_threshold")}),
+            ("Notifications", {"fields": ("webhook_url", secret) if obj else ("webhook_url",)}),
+            ("Record", {"fields": ("created_at", "change_note")}),
+        )
+
+    def save_model(self, request, obj: Merchant, form, change: bool) -> None:
+        # refunds/config_audit.py records the save with these (merchants may not import refunds).
+        obj._config_user = request.user
+        obj._config_note = form.cleaned_data.get("change_note", "").strip() or ("" if change else "created in the admin")
+        super().save_model(request, obj, form, change)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("created_at",)
+        # API clients and ledger references ("merchant:<code>") know the merchant by its code.
+        return ("code", "webhook_secret", "webhook_secret_masked", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # accounts, payments and refunds point at it: suspend it instead
+
+    @admin.display(description="review threshold", ordering="review_threshold")
+    def threshold_display(self, obj: Merchant) -> str:
+        # minor units of the refund's currency, whatever it is
+        return "—" if obj.review_threshold is None else f"{obj.review_threshold:,}"
+
+    @admin.display(description="webhook secret")
+    def webhook_secret_masked(self, obj: Merchant) -> str:
+        return obj.webhook_secret[:10] + "…" if obj.webhook_secret else ""
+
+
+@admin.register(Account)
+class AccountAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "owner", "kind", "currency", "balance_display", "may_go_negative")
+    list_filter = ("kind", "currency", "may_go_negative")
+    list_select_related = ("merchant",)
+    search_fields = ("merchant__code", "user_id", "sub_ledger")
+    search_help_text = "Exact merchant code, user id or sub-ledger (channel code)."
+    show_full_result_count = False  # one user-balance account per user: a big table
+    paginator = EstimatedCountPaginator
+    fields = ("merchant", "user_id", "sub_ledger", "kind", "currency", "balance_display", "may_go_negative",
+              "recent_entries")
+    readonly_fields = fields
+
+    RECENT_ENTRIES = 50
+
+    @admin.display(description="owner")
+    def owner(self, obj: Account) -> str:
+        if obj.merchant_id:
+            return obj.merchant.code
+        return obj.user_id or obj.sub_ledger or "platform"
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_display(self, obj: Account) -> str:
+        return money_display(obj.balance, obj.currency)
+
+    @admin.display(description=f"latest {RECENT_ENTRIES} entries")
+    def recent_entries(self, obj: Account):
+        entries = list(
+            obj.entries.select_related("transaction").order_by("-id")[: self.RECENT_ENTRIES]  # index entry_account_recent
+        )
+        if not entries:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td style="text-align:right">{}</td></tr>',
+            (
+                (
+                    reverse("admin:merchants_ledgertransaction_change", args=[e.transaction_id]), e.transaction_id,
+                    e.transaction.created_at, e.transaction.get_kind_display(), e.transaction.reference,
+                    money_display(e.amount, e.currency),
+                )
+                for e in entries
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>transaction</th><th>at</th><th>kind</th><th>reference</th><th>amount</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger
+
+
+class LedgerEntryInline(ReadOnlyTabularInline):
+    model = LedgerEntry
+    fields = ("account", "amount", "currency", "amount_display")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        # Account.__str__ names the merchant: fetch it with the entries, not once per row.
+        return super().get_queryset(request).select_related("account__merchant")
+
+    @admin.display(description="formatted")
+    def amount_display(self, obj: LedgerEntry) -> str:
+        return money_display(obj.amount, obj.currency)
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "created_at", "kind", "reference", "description", "created_by")
+    list_filter = ("kind",)
+    search_fields = ("reference", "created_by", "id")
+    search_help_text = 'Exact reference ("refund:<id>", "payment:<id>", "merchant:<code>"), author or id.'
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = ("kind", "reference", "description", "created_by", "created_at")
+    readonly_fields = fields
+    inlines = (LedgerEntryInline,)
+
+
+# ---------------------------------------------------------------------------------------------
+# API keys
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "name", "scope", "merchant", "created_at", "revoked_at")
+    list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("merchant",)
+    search_fields = ("prefix", "merchant__code", "name")
+    autocomplete_fields = ("merchant",)
+    actions = ("revoke_selected",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("merchant", "scope", "name")
+        return ("merchant", "scope", "name", "prefix", "key_hash", "created_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # Only the label may change; a key's owner, scope and hash are what it was issued as.
+        return ("merchant", "scope", "prefix", "key_hash", "created_at", "revoked_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row stays as a record of who held the key
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = services.api_key_create(merchant=obj.merchant, scope=obj.scope, name=obj.name)
+        # The admin goes on with `obj` (log entry, redirect): make it the row the service created.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(key, field.attname))
+        obj._state.adding = False
+        obj._state.db = key._state.db
+        self.message_user(
+            request,
+            format_html(
+                "The new key is <code>{}</code>. Copy it now: it is shown only this once and only its hash is kept.",
+                raw,
+            ),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=("change",))
+    def revoke_selected(self, request, queryset) -> None:
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("merchant"))
+        now = timezone.now()
+        revoked = ApiKey.objects.filter(pk__in=[k.pk for k in keys], revoked_at__isnull=True).update(revoked_at=now)
+        for key in keys:
+            self.log_change(request, key, "Revoked")
+        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shortfalls and exchange rates
+
+
+@admin.register(BalanceShortfall)
+class BalanceShortfallAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "merchant", "account_kind", "amount_display", "available_display", "out_refund_no")
+    list_filter = ("account_kind", "currency")
+    list_select_related = ("merchant",)
+    search_fields = ("merchant__code", "out_refund_no")
+    search_help_text = "Exact merchant code or out_refund_no."
+    show_full_result_count = False
+    fields = ("merchant", "account_kind", "currency", "amount", "available", "out_refund_no", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="refund needed", ordering="amount")
+    def amount_display(self, obj: BalanceShortfall) -> str:
+        return money_display(obj.amount, obj.currency)
+
+    @admin.display(description="available")
+    def available_display(self, obj: BalanceShortfall) -> str:
+        return money_display(obj.available, obj.currency)
+
+
+def _currency_code(value: str) -> str:
+    value = (value or "").strip().upper()
+    if len(value) != 3 or not value.isalpha():
+        raise ValidationError("An ISO 4217 code: three letters.")
+    return value
+
+
+class FxRateForm(forms.ModelForm):
+    class Meta:
+        model = FxRate
+        fields = ("day", "base", "quote", "rate")
+
+    # Field cleaners run before the model's uniqueness check, which so sees the upper-cased codes.
+    def clean_base(self) -> str:
+        return _currency_code(self.cleaned_data.get("base", ""))
+
+    def clean_quote(self) -> str:
+        return _currency_code(self.cleaned_data.get("quote", ""))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("base") and data.get("base") == data.get("quote"):
+            self.add_error("quote", "The quote currency must differ from the base.")
+        return data
+
+
+@admin.register(FxRate)
+class FxRateAdmin(admin.ModelAdmin):
+    form = FxRateForm
+    list_display = ("day", "base", "quote", "rate", "created_by")
+    list_filter = ("base", "quote")
+    list_select_related = ("created_by",)
+    date_hierarchy = "day"
+    fields = ("day", "base", "quote", "rate", "created_by")
+    readonly_fields = ("created_by",)
+
+    def save_model(self, request, obj: FxRate, form, change: bool) -> None:
+        obj.created_by = request.user  # who set the rate that refunds are held at
+        super().save_model(request, obj, form, change)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outbound notifications: read-only, except "Redeliver" (an action and a button on the page).
+
+
+class WebhookAttemptInline(ReadOnlyTabularInline):
+    model = WebhookAttempt
+    fields = ("attempted_at", "status_code", "latency_ms", "error", "response_excerpt")
+    readonly_fields = fields
+    ordering = ("-id",)
+    verbose_name_plural = "attempts (newest first)"
+
+
+class WebhookEventFilter(admin.SimpleListFilter):
+    title = "event"
+    parameter_name = "event"
+
+    def lookups(self, request, model_admin):
+        return [(event, event) for event in webhooks.EVENTS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event=self.value()) if self.value() else queryset
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "created_at", "event", "merchant", "audience", "status", "attempts", "next_attempt",
+                    "last_error_short")
+    list_filter = ("status", WebhookEventFilter, "audience")
+    list_select_related = ("merchant",)
+    search_fields = ("reference", "event_id", "merchant__code")
+    search_help_text = 'Exact refund id (or "refund:<id>"), event id or merchant code.'
+    show_full_result_count = False  # one row per notice: a big table
+    paginator = EstimatedCountPaginator
+    fields = (
+        "event", "event_id", "audience", "merchant", "reference_link", "url", "status", "attempts", "next_attempt_at",
+        "last_error", "created_at", "delivered_at", "dedupe_key", "payload_pretty",
+    )
+    readonly_fields = fields
+    inlines = (WebhookAttemptInline,)
+    actions = ("redeliver_selected",)
+    change_form_template = "admin/merchants/webhookdelivery/change_form.html"
+
+    def has_redeliver_permission(self, request, obj=None) -> bool:
+        # Rows are never edited in a form (ReadOnlyAdminMixin), but whoever holds the change
+        # permission may send one again.
+        return user_may(request, "change", WebhookDelivery)
+
+    def get_search_results(self, request, queryset, search_term):
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term and ":" not in term:  # a bare refund id
+            found = found | queryset.filter(reference=f"refund:{term}")
+        return found, duplicates
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: WebhookDelivery):
+        return obj.next_attempt_at if obj.status in WebhookDelivery.DUE else "—"
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: WebhookDelivery) -> str:
+        return obj.last_error[:80]
+
+    @admin.display(description="about")
+    def reference_link(self, obj: WebhookDelivery):
+        kind, _, key = obj.reference.partition(":")
+        if kind == "refund" and key:
+            try:
+                return format_html('<a href="{}">{}</a>', reverse("admin:refunds_refund_change", args=[key]),
+                                   obj.reference)
+            except NoReverseMatch:
+                pass
+        return obj.reference or "—"
+
+    @admin.display(description="body")
+    def payload_pretty(self, obj: WebhookDelivery):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<int:object_id>/redeliver/", self.admin_site.admin_view(self.redeliver_view),
+                 name="{}_{}_redeliver".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_redeliver": self.has_redeliver_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def redeliver_view(self, request, object_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        delivery = get_object_or_404(WebhookDelivery, pk=object_id)
+        if not self.has_redeliver_permission(request, delivery):
+            raise PermissionDenied
+        self._redeliver(request, [delivery])
+        return HttpResponseRedirect(reverse("admin:merchants_webhookdelivery_change", args=[delivery.pk]))
+
+    @admin.action(description="Redeliver selected notifications", permissions=("redeliver",))
+    def redeliver_selected(self, request, queryset) -> None:
+        self._redeliver(request, list(queryset.select_related("merchant")))
+
+    def _redeliver(self, request, deliveries: list[WebhookDelivery]) -> None:
+        by = f"user:{request.user.get_username()}"
+        done = 0
+        for delivery in deliveries:
+            if webhooks.webhook_redeliver(delivery_id=delivery.pk, by=by):
+                self.log_change(request, delivery, "Redelivered")
+                done += 1
+        skipped = len(deliveries) - done
+        self.message_user(request, f"{done} notification(s) queued to be sent again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} being sent right now: left alone.", messages.WARNING)
