@@ -197,6 +197,9 @@ class BalanceShortfall(models.Model):
     out_refund_no = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    def __str__(self):
+        return f"{self.merchant_id}: {self.account_kind} short of {self.amount} {self.currency} ({self.out_refund_no})"
+
 
 class FxRate(models.Model):
     """The day's rate: 1 unit of `base` buys `rate` units of `quote` (S23). Kept in the admin."""
@@ -233,6 +236,9 @@ class Settlement(models.Model):
         ordering = ["-day", "merchant"]
         constraints = [models.UniqueConstraint(fields=["merchant", "currency", "day"], name="settlement_once_per_day")]
 
+    def __str__(self):
+        return f"{self.day} merchant {self.merchant_id}: {self.settled} {self.currency} settled"
+
 
 class ShortfallDigest(models.Model):
     """The daily list of merchants whose refunds were refused for insufficient balance (S21)."""
@@ -249,6 +255,9 @@ class ShortfallDigest(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["day", "merchant", "currency"], name="shortfall_digest_once_per_day")
         ]
+
+    def __str__(self):
+        return f"{self.day} merchant {self.merchant_id}: {self.refusals} refusals, {self.amount_refused} {self.currency}"
 
 
 class WebhookDelivery(models.Model):

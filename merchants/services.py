@@ -188,6 +188,6 @@ def api_key_create(*, merchant: Merchant, scope: str, name: str = "") -> tuple[A
         raise ValueError(f"unknown scope {scope!r}")
     raw = f"rk_{'live' if scope == ApiKey.Scope.REFUNDS else 'pay'}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        merchant=merchant, scope=scope, prefix=raw[:12], key_hash=ApiKey.hash_key(raw), name=name
+        merchant=merchant, scope=scope, prefix=raw[:16], key_hash=ApiKey.hash_key(raw), name=name
     )
     return key, raw

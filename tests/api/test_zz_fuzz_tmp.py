@@ -20,7 +20,7 @@ from merchants.services import api_key_create
 from tests import factories as f
 
 CONFIG = schemathesis.Config.from_dict({
-    "seed": 777,
+    "seed": 4242,
     "generation": {"mode": "all", "max-examples": 150},
     "phases": {"stateful": {"enabled": False}},
     "checks": {
@@ -63,7 +63,11 @@ def test_api_conforms_to_its_schema(case, live_server, live_api_keys):
         # Rules across fields that a JSON schema cannot state: the parts add up to the
         # amount, a channel part names a configured channel. Still 400, naming the part.
         excluded.append(positive_data_acceptance)
-    case.validate_response(
-        response, excluded_checks=excluded, headers=headers,
-        transport_kwargs={"base_url": live_server.url, "headers": headers},
-    )
+    try:
+        case.validate_response(
+            response, excluded_checks=excluded, headers=headers,
+            transport_kwargs={"base_url": live_server.url, "headers": headers},
+        )
+    except Exception:
+        print("QUERY", repr(case.query), repr(case.path_parameters), response.request.url)
+        raise

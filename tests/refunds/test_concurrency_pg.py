@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from merchants.models import Account, BalanceShortfall, Merchant
 from refunds import errors
@@ -176,3 +176,28 @@ def test_creates_approvals_rejections_and_leg_results_of_one_merchant_and_user_n
     assert f.balance(m, Account.Kind.REFUND_HOLD) == 4 * 900 + 8 * 800
     assert f.balance(m, Account.Kind.PENDING_SETTLEMENT) == 40 * 5000 - (8 * 2000 + 8 * 900 + 16 * 800)
     assert_all_invariants()
+
+
+def test_a_locked_refund_does_not_block_new_refunds_of_the_same_merchant_and_channel(dispatched):
+    """Leg results lock their refund and legs only: the merchant and channel rows read with them
+    are shared by every refund (a FOR UPDATE on them would queue every new refund behind it)."""
+    m = f.merchant()
+    p1, p2 = f.payment(m, amount=10000), f.payment(m, amount=10000)
+    busy, _ = svc.refund_create(merchant=m, out_trade_no=p1.out_trade_no, out_refund_no="BUSY", amount=100, actor="t")
+    locked, created = threading.Event(), threading.Event()
+
+    def hold_the_refund_locked():
+        with transaction.atomic():
+            svc._lock_refund(busy.pk)
+            locked.set()
+            return created.wait(timeout=10)  # True: the other refund was created meanwhile
+
+    def create_another():
+        assert locked.wait(timeout=10)
+        result = svc.refund_create(merchant=m, out_trade_no=p2.out_trade_no, out_refund_no="NEW", amount=100, actor="t")
+        created.set()
+        return result
+
+    holder, creator = run_together([hold_the_refund_locked, create_another])
+    assert holder is True, "creating a refund waited for another refund's lock"
+    assert outcome(creator) == "created"
