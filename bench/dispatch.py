@@ -47,6 +47,19 @@ N_MERCHANTS = 10
 REFUND_AMOUNT = 3000  # ends in 00: accepted, then notified once (API.md, "Sandbox channels")
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the live processes of one process group."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,7 +236,7 @@ def warm_up(base_url: str, web_workers: int) -> None:
 # One round
 
 
-def run_round(*, concurrency: int, n: int, env: dict, log_dir: Path, timeout: float, redis_client) -> dict:
+def run_round(*, concurrency: int, n: int, env: dict, log_dir: Path, timeout: float, redis_client, web) -> dict:
     from django.db import close_old_connections
 
     from refunds.models import Refund, SubmissionAttempt
@@ -243,6 +256,7 @@ def run_round(*, concurrency: int, n: int, env: dict, log_dir: Path, timeout: fl
         while not celery_app.control.ping(timeout=0.5):  # only this round's worker listens on this Redis db
             if worker.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker -c {concurrency} did not start:\n{worker.log_tail()}")
+        cpu0 = group_cpu_seconds(worker.proc.pid), group_cpu_seconds(web.proc.pid)
         t0 = approve_all(ids)
         answered = SubmissionAttempt.objects.filter(leg__refund_id__in=ids).exclude(status="SENDING")
         succeeded = Refund.objects.filter(pk__in=ids, status="SUCCEEDED")
@@ -263,6 +277,9 @@ def run_round(*, concurrency: int, n: int, env: dict, log_dir: Path, timeout: fl
             raise RuntimeError(f"-c {concurrency}: not done after {timeout}s (dispatched {a}, booked {s} of {n})\n"
                                f"{worker.log_tail()}")
         t_dispatched = t_dispatched or t_booked
+        time.sleep(0.5)  # the last notifications' requests end
+        cpu_worker = group_cpu_seconds(worker.proc.pid) - cpu0[0]
+        cpu_web = group_cpu_seconds(web.proc.pid) - cpu0[1]
     finally:
         worker.stop()
     problems = check_round(ids)
@@ -271,7 +288,7 @@ def run_round(*, concurrency: int, n: int, env: dict, log_dir: Path, timeout: fl
     return {
         "processes": concurrency, "n": n, "dispatch_s": t_dispatched - t0, "booked_s": t_booked - t0,
         "legs_per_s": n / (t_dispatched - t0), "booked_per_s": n / (t_booked - t0), "steady_legs_per_s": steady,
-        "problems": problems,
+        "worker_cpu_ms": cpu_worker * 1000 / n, "web_cpu_ms": cpu_web * 1000 / n, "problems": problems,
     }
 
 
@@ -330,7 +347,7 @@ def main(argv=None) -> int:
         for c in rounds:
             print(f"round: {args.refunds} refunds, worker -c {c} ...", flush=True)
             r = run_round(concurrency=c, n=args.refunds, env=env, log_dir=log_dir, timeout=args.timeout,
-                          redis_client=redis_client)
+                          redis_client=redis_client, web=web)
             results.append(r)
             print(f"  dispatched in {r['dispatch_s']:.2f}s, booked in {r['booked_s']:.2f}s"
                   f"{'; PROBLEMS: ' + '; '.join(r['problems']) if r['problems'] else ', checks OK'}", flush=True)
@@ -352,11 +369,14 @@ def main(argv=None) -> int:
     print(f"{args.refunds} refunds per round, 10 merchants, channels {'/'.join(CHANNELS)}; "
           f"web: gunicorn -w {args.web_workers}; host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'processes':>9} | {'legs/s dispatched':>17} | {'(steady 10-90%)':>15} | {'results booked/s':>16} | "
-          f"{'ratio vs 1 process (dispatch / booked)':>38}")
+          f"{'ratio vs 1 process':>18} | {'worker CPU ms/leg':>17} | {'web CPU ms/leg':>14}")
     for r in results:
         steady = f"{r['steady_legs_per_s']:.0f}" if r["steady_legs_per_s"] else "-"
         ratio = f"{r['legs_per_s'] / base['legs_per_s']:.2f} / {r['booked_per_s'] / base['booked_per_s']:.2f}"
-        print(f"{r['processes']:>9} | {r['legs_per_s']:>17.1f} | {steady:>15} | {r['booked_per_s']:>16.1f} | {ratio:>38}")
+        print(f"{r['processes']:>9} | {r['legs_per_s']:>17.1f} | {steady:>15} | {r['booked_per_s']:>16.1f} | "
+              f"{ratio:>18} | {r['worker_cpu_ms']:>17.1f} | {r['web_cpu_ms']:>14.1f}")
+    print("ratio: dispatched / booked, against the first round; CPU: the worker's process group (main process and"
+          " pool), and gunicorn's, per leg, while the round ran")
     print(f"total {time.monotonic() - started:.0f}s; database {DB_NAME} "
           f"{'kept' if args.keep_db else 'dropped'}, {args.redis} flushed, every process stopped")
     return 1 if any(r["problems"] for r in results) else 0

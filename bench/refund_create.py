@@ -14,7 +14,11 @@ Three contenders per run, each with `--workers` concurrent connections for `--du
 - raw:      pgbench -c W -j 2 -T D with bench/refund_create.pgbench.sql: the same writes, in the
             same order and transaction, with the fewest round trips (15);
 - raw-full: pgbench with bench/refund_create_full.pgbench.sql: every statement the service sends
-            (16 round trips, its reads included).
+            (16 round trips, its reads included);
+- raw-accounts-last (experiment, not run by default): raw with the ledger rows inserted before the
+            account rows are updated.
+Besides refunds/s it reports CPU per refund (clients + PostgreSQL backends, from /proc), which
+depends much less than the rate on other load on the machine.
 Every worker / pgbench client refunds its own payments (index mod W), 100 fen at a time, so payment
 rows are never contended; only successes count, errors are reported, and every count is checked
 against the rows that landed in the database. The ledger is checked at the end.

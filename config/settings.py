@@ -159,7 +159,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["refunds.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["refunds.api.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["refunds.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["refunds.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "refunds.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -25,7 +25,8 @@ class Api:
 
     def post(self, path, body=None, *, raw: str | bytes | None = None, content_type="application/json", headers=None):
         data = raw if raw is not None else json.dumps(body)
-        return self.client.post(path, data, content_type=content_type, headers=self._headers(headers))
+        # generic(): sends the bytes as given, whatever charset the content type claims.
+        return self.client.generic("POST", path, data, content_type=content_type, headers=self._headers(headers))
 
     def request(self, method, path, headers=None):
         return getattr(self.client, method.lower())(path, headers=self._headers(headers))

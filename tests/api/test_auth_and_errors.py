@@ -132,3 +132,28 @@ def test_unknown_query_parameter_is_400_naming_it(api, method, path, param):
     r = _call(api, method, path)
     assert r.status_code == 400
     assert error_of(r)["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "application/json"),
+        ('{"a":' * 50_000 + "1" + "}" * 50_000, "application/json"),
+        ("\ufeff{}", "application/json"),
+        ('{"amount": 1}', "application/json; charset=nonsense"),
+        ('{"amount": 1}', "application/json; charset=utf-16"),
+        ("", "application/json"),
+    ],
+)
+def test_no_body_however_malformed_gets_a_5xx(api, raw, content_type):
+    r = api.post("/api/v1/refunds", raw=raw, content_type=content_type)
+    assert 400 <= r.status_code < 500
+    assert error_of(r)["code"] == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize("query", ["limit=", "limit=%00", "limit=99999999999999999999", "starting_after=%FF", "=1", "limit=1&limit=2"])
+def test_no_query_however_malformed_gets_a_5xx(api, query):
+    r = api.get(f"/api/v1/refunds?{query}")
+    assert r.status_code in (200, 400), r.content
+    if r.status_code == 400:
+        assert error_of(r)["code"] == "INVALID_REQUEST"

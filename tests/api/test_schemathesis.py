@@ -13,7 +13,7 @@ import schemathesis
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from merchants.models import ApiKey
 from merchants.services import api_key_create
@@ -21,7 +21,9 @@ from tests import factories as f
 
 CONFIG = schemathesis.Config.from_dict({
     "seed": 20261120,  # reproducible in CI
-    "generation": {"mode": "all", "max-examples": 30},
+    # NUL is refused in every text field (PostgreSQL cannot store it): test_*_api.py check
+    # that it is a 400 naming the field, so it is not generated as valid data here.
+    "generation": {"mode": "all", "max-examples": 30, "allow-x00": False},
     "phases": {"stateful": {"enabled": False}},
     "checks": {
         # A well-formed request may still be refused by a business rule: 422 (amount
@@ -63,6 +65,10 @@ def test_api_conforms_to_its_schema(case, live_server, live_api_keys):
         # Rules across fields that a JSON schema cannot state: the parts add up to the
         # amount, a channel part names a configured channel. Still 400, naming the part.
         excluded.append(positive_data_acceptance)
+    if any(value == [] for value in (case.query or {}).values()):
+        # An "extra parameter" whose value is an empty list is never sent: the request that
+        # went out was valid, so it was rightly accepted.
+        excluded.append(negative_data_rejection)
     case.validate_response(
         response, excluded_checks=excluded, headers=headers,
         transport_kwargs={"base_url": live_server.url, "headers": headers},
