@@ -247,7 +247,7 @@ try:
 except ValueError:
     raise ImproperlyConfigured("CHANNEL_QUERY_BACKOFF must be comma-separated seconds, e.g. 60,300,1800,3600") from None
 # A channel's "no such refund" is trusted only this long after the last submission began.
-CHANNEL_RESUBMIT_GRACE = env_int("CHANNEL_RESUBMIT_GRACE", 120, minimum=0)
+CHANNEL_RESUBMIT_GRACE = env_int("CHANNEL_RESUBMIT_GRACE", 300, minimum=0)  # longer than dispatch_leg's time limit
 # Seconds a sandbox channel takes to answer a submission (a slow channel, for tests and demos).
 try:
     SANDBOX_SUBMIT_DELAY = float(env_str("SANDBOX_SUBMIT_DELAY", "0") or 0)

@@ -179,7 +179,7 @@ def test_not_found_is_trusted_only_after_the_grace_and_then_resubmits_once(publi
     assert dispatch.leg_query(leg_id=leg.pk, now=soon) == "queried:NOT_FOUND"
     assert RefundLeg.objects.get(pk=leg.pk).status == RefundLeg.Status.PROCESSING  # too early to trust
     RefundLeg.objects.filter(pk=leg.pk).update(next_action_at=timezone.now())
-    later = timezone.now() + datetime.timedelta(minutes=3)
+    later = timezone.now() + datetime.timedelta(minutes=6)
     assert dispatch.leg_query(leg_id=leg.pk, now=later) == "queried:NOT_FOUND"
     assert RefundLeg.objects.get(pk=leg.pk).status == RefundLeg.Status.QUEUED
     dispatch.leg_dispatch(leg_id=leg.pk)

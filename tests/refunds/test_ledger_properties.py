@@ -134,7 +134,7 @@ class LedgerProperties(TestCase):
              ("confirm", 0, True), ("success", 0, True), ("success", 0, True)],
         rate=Decimal("7.0"),
     )
-    @example(  # cross-border, the rate moved against the merchant; then a windows-expired payment
+    @example(  # cross-border, the rate moved against the merchant; then a payment whose window has passed
         first=[pay(0, [("channel", 1999, "wechat"), ("balance", 1)], settlement=13000),
                pay(2, [("channel", 700, "wechat"), ("coupon", 300)], days_ago=400)],
         ops=[refund(0, ("tenths", 3)), ("success", 0, True), refund(0, ("tenths", 10), "R2"),
