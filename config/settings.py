@@ -277,3 +277,7 @@ if MARKETING_WEBHOOK_URL and not MARKETING_WEBHOOK_URL.startswith(("http://", "h
     raise ImproperlyConfigured(f"MARKETING_WEBHOOK_URL={MARKETING_WEBHOOK_URL!r} must start with http:// or https://")
 if MARKETING_WEBHOOK_URL and not MARKETING_WEBHOOK_SECRET:
     raise ImproperlyConfigured("MARKETING_WEBHOOK_SECRET is required when MARKETING_WEBHOOK_URL is set")
+
+# FX (S23): a refund converts at its day's rate; on days without a published rate (weekends,
+# holidays) the latest rate at most this many days old is used, and an older one is refused.
+FX_RATE_MAX_AGE_DAYS = env_int("FX_RATE_MAX_AGE_DAYS", 3, minimum=0, maximum=31)

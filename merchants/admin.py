@@ -9,9 +9,10 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Paginator
 from django.db import connections
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -58,29 +59,79 @@ class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 class EstimatedCountPaginator(Paginator):
-    """An unfiltered COUNT(*) of a big PostgreSQL table is a sequential scan: past 10,000 rows
-    the planner's estimate is good enough for a page count (as in healthchecks' admin)."""
+    """A paginator for big tables: never a full COUNT(*), never a deep OFFSET.
+
+    - Unfiltered, on PostgreSQL, past ESTIMATE_ABOVE rows: the planner's estimate
+      (pg_class.reltuples, kept by autovacuum/ANALYZE) instead of a sequential scan.
+    - Filtered (or searched): the rows are counted up to MAX_PAGES pages only
+      (``SELECT COUNT(*) FROM (... LIMIT n)``), so a filter matching most of a big table costs
+      what 100 pages cost, not what the table costs.
+    - At most MAX_PAGES pages are offered; a deeper page number shows the last of them. Past
+      it, a filter or the search narrows the list (an OFFSET of a million rows reads a million).
+
+    `count_label` says how exact `count` is, for the admin's templates ("about 1,000,000",
+    "more than 10,000"); it is empty when the count is exact.
+    """
 
     ESTIMATE_ABOVE = 10_000
+    MAX_PAGES = 100
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count_label = ""
 
     @cached_property
     def count(self) -> int:
         query = getattr(self.object_list, "query", None)
-        db = getattr(self.object_list, "db", "default")
-        if query is not None and not query.where and connections[db].vendor == "postgresql":
+        if query is None:  # a list, not a queryset
+            return super().count
+        db = self.object_list.db
+        if not query.where and connections[db].vendor == "postgresql":
             with connections[db].cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table])
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                               [connections[db].ops.quote_name(query.model._meta.db_table)])
                 row = cursor.fetchone()
             if row and row[0] > self.ESTIMATE_ABOVE:
+                self.count_label = f"about {row[0]:,}"
                 return int(row[0])
-        return super().count
+        cap = self.MAX_PAGES * self.per_page
+        counted = self.object_list.values("pk").order_by()[: cap + 1].count()
+        if counted > cap:
+            self.count_label = f"more than {cap:,}"
+        return counted
+
+    @cached_property
+    def num_pages(self) -> int:
+        return min(super().num_pages, self.MAX_PAGES)
+
+    @property
+    def pages_capped(self) -> bool:
+        return bool(self.count_label) and self.count > self.MAX_PAGES * self.per_page
+
+    def validate_number(self, number):
+        try:
+            return super().validate_number(number)
+        except EmptyPage:
+            if self.pages_capped and int(number) > self.num_pages:
+                return self.num_pages  # a page past the offered ones: the last offered
+            raise
+
+
+class BigTableAdminMixin:
+    """Changelists of tables that grow with the traffic (refunds, payments, the ledger...):
+    no full count (show_full_result_count off, EstimatedCountPaginator), no facet counts, and
+    only the columns an index can sort (set `sortable_by` to those)."""
+
+    show_facets = admin.ShowFacets.NEVER
 
 
 class ExactSearchMixin:
     """Search by identifiers with exact matches (indexable), never a LIKE '%...%' scan of a big table.
 
     Each field in `search_fields` is compared with the whole search term; a field the term
-    cannot be (a UUID, an integer id) is skipped instead of raising.
+    cannot be (a UUID, an integer id) is skipped instead of raising. The fields are looked up
+    one by one, each through its own index, and the changelist keeps the rows whose key is in
+    the UNION of the matches: an OR of the conditions over a join could use no index at all.
     """
 
     search_help_text = "Exact match."
@@ -89,17 +140,25 @@ class ExactSearchMixin:
         term = search_term.strip()
         if not term:
             return queryset, False
-        condition = Q(pk__in=[])
+        branches = self.search_branches(request, queryset.model, term)
+        if not branches:
+            return queryset.none(), False
+        matches = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+        # Only forward relations are searched, so no row can appear twice.
+        return queryset.filter(pk__in=matches), False
+
+    def search_branches(self, request, model, term: str) -> list:
+        """One `values("pk")` queryset per way the term can match; subclasses may add some."""
+        branches = []
         for name in self.get_search_fields(request):
             path = name.lstrip("=^@")
-            field = get_fields_from_path(queryset.model, path)[-1]
+            field = get_fields_from_path(model, path)[-1]
             try:
                 value = field.to_python(term)
             except ValidationError:
                 continue
-            condition |= Q(**{path: value})
-        # Only forward relations are searched, so no row can appear twice.
-        return queryset.filter(condition), False
+            branches.append(model._default_manager.filter(**{path: value}).values("pk").order_by())
+        return branches
 
 
 def money_display(minor: int | None, currency: str) -> str:
@@ -200,14 +259,12 @@ class MerchantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AccountAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "owner", "kind", "currency", "balance_display", "may_go_negative")
     list_filter = ("kind", "currency", "may_go_negative")
     list_select_related = ("merchant",)
     search_fields = ("merchant__code", "user_id", "sub_ledger")
     search_help_text = "Exact merchant code, user id or sub-ledger (channel code)."
-    show_full_result_count = False  # one user-balance account per user: a big table
-    paginator = EstimatedCountPaginator
     fields = ("merchant", "user_id", "sub_ledger", "kind", "currency", "balance_display", "may_go_negative",
               "recent_entries")
     readonly_fields = fields
@@ -269,13 +326,12 @@ class LedgerEntryInline(ReadOnlyTabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class LedgerTransactionAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "kind", "reference", "description", "created_by")
     list_filter = ("kind",)
     search_fields = ("reference", "created_by", "id")
     search_help_text = 'Exact reference ("refund:<id>", "payment:<id>", "merchant:<code>"), author or id.'
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
+    sortable_by = ("id", "created_at", "reference")  # indexed
     fields = ("kind", "reference", "description", "created_by", "created_at")
     readonly_fields = fields
     inlines = (LedgerEntryInline,)
@@ -342,13 +398,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(BalanceShortfall)
-class BalanceShortfallAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class BalanceShortfallAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "merchant", "account_kind", "amount_display", "available_display", "out_refund_no")
     list_filter = ("account_kind", "currency")
     list_select_related = ("merchant",)
     search_fields = ("merchant__code", "out_refund_no")
     search_help_text = "Exact merchant code or out_refund_no."
-    show_full_result_count = False
     fields = ("merchant", "account_kind", "currency", "amount", "available", "out_refund_no", "created_at")
     readonly_fields = fields
 
@@ -426,15 +481,14 @@ class WebhookEventFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "event", "merchant", "audience", "status", "attempts", "next_attempt",
                     "last_error_short")
     list_filter = ("status", WebhookEventFilter, "audience")
     list_select_related = ("merchant",)
     search_fields = ("reference", "event_id", "merchant__code")
     search_help_text = 'Exact refund id (or "refund:<id>"), event id or merchant code.'
-    show_full_result_count = False  # one row per notice: a big table
-    paginator = EstimatedCountPaginator
+    sortable_by = ("id", "created_at")  # indexed
     fields = (
         "event", "event_id", "audience", "merchant", "reference_link", "url", "status", "attempts", "next_attempt_at",
         "last_error", "created_at", "delivered_at", "dedupe_key", "payload_pretty",
@@ -449,12 +503,11 @@ class WebhookDeliveryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmi
         # permission may send one again.
         return user_may(request, "change", WebhookDelivery)
 
-    def get_search_results(self, request, queryset, search_term):
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if term and ":" not in term:  # a bare refund id
-            found = found | queryset.filter(reference=f"refund:{term}")
-        return found, duplicates
+    def search_branches(self, request, model, term: str) -> list:
+        branches = super().search_branches(request, model, term)
+        if ":" not in term:  # a bare refund id
+            branches.append(model._default_manager.filter(reference=f"refund:{term}").values("pk").order_by())
+        return branches
 
     @admin.display(description="next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj: WebhookDelivery):

@@ -8,7 +8,15 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from . import services as money
-from .models import Account, BalanceShortfall, LedgerEntry, LedgerTransaction, Merchant, Settlement, ShortfallDigest
+from .models import (
+    Account,
+    BalanceShortfall,
+    LedgerEntry,
+    LedgerTransaction,
+    Merchant,
+    Settlement,
+    ShortfallDigest,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from merchants.admin import (
-    EstimatedCountPaginator,
+    BigTableAdminMixin,
     ExactSearchMixin,
     ReadOnlyAdminMixin,
     ReadOnlyTabularInline,
@@ -61,7 +61,7 @@ class PaymentRefundInline(ReadOnlyTabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "paid_at", "merchant_code", "out_trade_no", "amount_display", "refunded_display", "user_id",
         "record_version", "expires_at",
@@ -70,8 +70,7 @@ class PaymentAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("merchant",)
     search_fields = ("out_trade_no", "user_id", "id")
     search_help_text = "Exact out_trade_no, user id or payment id."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
+    sortable_by = ("paid_at", "out_trade_no", "user_id")  # indexed: any other order sorts the whole table
     fieldsets = (
         (None, {"fields": ("merchant", "out_trade_no", "user_id", "paid_at", "record_version", "legacy_amount_yuan")}),
         ("Amounts", {"fields": ("amount_display", "refunded_display", "refundable_display", "settlement_display")}),
@@ -146,7 +145,7 @@ class RefundEventInline(ReadOnlyTabularInline):
 
 
 @admin.register(Refund)
-class RefundAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class RefundAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at", "merchant", "out_refund_no", "out_trade_no", "amount_display", "status", "source", "direction",
     )
@@ -155,8 +154,7 @@ class RefundAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("merchant", "payment")
     search_fields = ("out_refund_no", "payment__out_trade_no", "id", "payment__user_id")
     search_help_text = "Exact out_refund_no, out_trade_no, refund id or user id."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
+    sortable_by = ("created_at", "out_refund_no")  # indexed: any other order sorts the whole table
     actions = ("approve_selected", "reject_selected")
     inlines = (RefundLegInline, RefundEventInline)
     fieldsets = (

@@ -7,7 +7,7 @@ A manual payout's card number is never shown: not the encrypted value, only the 
 from django.contrib import admin
 
 from merchants.admin import (
-    EstimatedCountPaginator,
+    BigTableAdminMixin,
     ExactSearchMixin,
     ReadOnlyAdminMixin,
     ReadOnlyTabularInline,
@@ -31,14 +31,12 @@ class ComplaintRefundInline(ReadOnlyTabularInline):
 
 
 @admin.register(Complaint)
-class ComplaintAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ComplaintAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "merchant", "category", "status", "assignee", "due_at")
     list_filter = ("status", "category")
     list_select_related = ("merchant", "assignee")
     search_fields = ("id", "payment__out_trade_no", "refund__out_refund_no")
     search_help_text = "Exact complaint id, out_trade_no or out_refund_no."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     fields = (
         "merchant", "payment", "refund", "customer_contact", "category", "description", "status", "assignee", "due_at",
         "outcome", "opened_by", "created_at", "updated_at", "finished_at",
@@ -48,7 +46,7 @@ class ComplaintAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ManualPayout)
-class ManualPayoutAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ManualPayoutAdmin(BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id", "recorded_at", "leg", "amount_display", "card_mask", "account_type", "status", "recorded_by", "approved_by",
         "transfer_reference",
@@ -57,8 +55,6 @@ class ManualPayoutAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("leg", "recorded_by", "approved_by")
     search_fields = ("id", "transfer_reference", "leg__id", "refund__out_refund_no")
     search_help_text = "Exact payout id, transfer reference, leg id or out_refund_no."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     # Listed explicitly so that the encrypted number never appears, not even as a token.
     fields = (
         "leg", "refund", "amount_display", "holder_name", "card_mask", "bank_name", "account_type", "phone", "status",
@@ -77,12 +73,10 @@ class ManualPayoutAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ConfigChange)
-class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConfigChangeAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("changed_at", "actor", "model", "object_repr", "action", "changed_fields_display", "note")
     list_filter = ("model", "action")
     search_fields = ("=object_id", "=actor")
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     fields = ("changed_at", "actor", "changed_by", "model", "object_id", "object_repr", "action", "before", "after", "note")
     readonly_fields = fields
 

@@ -251,19 +251,6 @@ class RefundLeg(ConcurrentTransitionMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
-    SUBMISSION_PREFIX = "RL"
-
-    @property
-    def submission_no(self) -> str:
-        """Our serial number for this leg at the channel, the same for every attempt."""
-        return f"{self.SUBMISSION_PREFIX}{self.pk:012d}"
-
-    @classmethod
-    def pk_from_submission_no(cls, submission_no: str) -> int | None:
-        if submission_no.startswith(cls.SUBMISSION_PREFIX) and submission_no[len(cls.SUBMISSION_PREFIX):].isdigit():
-            return int(submission_no[len(cls.SUBMISSION_PREFIX):])
-        return None
-
     class Meta:
         ordering = ["refund", "id"]
         constraints = [
@@ -280,6 +267,19 @@ class RefundLeg(ConcurrentTransitionMixin, models.Model):
 
     def __str__(self):
         return f"{self.route} {self.amount} {self.status}"
+
+    SUBMISSION_PREFIX = "RL"
+
+    @property
+    def submission_no(self) -> str:
+        """Our serial number for this leg at the channel, the same for every attempt."""
+        return f"{self.SUBMISSION_PREFIX}{self.pk:012d}"
+
+    @classmethod
+    def pk_from_submission_no(cls, submission_no: str) -> int | None:
+        if submission_no.startswith(cls.SUBMISSION_PREFIX) and submission_no[len(cls.SUBMISSION_PREFIX):].isdigit():
+            return int(submission_no[len(cls.SUBMISSION_PREFIX):])
+        return None
 
     @property
     def is_channel(self) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -77,6 +78,7 @@ def payment_ingest(
             raise errors.InvalidRequest(f"parts[{i}].channel is required for a channel part")
     if sum(p.amount for p in parts) != amount:
         raise errors.InvalidRequest("parts must add up to amount")
+    currency = currency.upper()
     settlement_currency = (settlement_currency or currency).upper()
     if settlement_amount is None:
         if settlement_currency != currency:
@@ -225,11 +227,15 @@ def plan_legs(
 
 
 def fx_rate(*, base: str, quote: str, day: datetime.date) -> Decimal:
-    """The rate for `day` (the latest set on or before it); the inverse pair is used if only it is set."""
-    rate = FxRate.objects.filter(base=base, quote=quote, day__lte=day).order_by("-day").values_list("rate", flat=True).first()
+    """The rate of the refund's day (S23). Rates are not published on weekends and holidays, so
+    the latest one at most settings.FX_RATE_MAX_AGE_DAYS old stands in; the inverse pair is used
+    if only it is set. An older rate is refused rather than guessed."""
+    oldest = day - datetime.timedelta(days=settings.FX_RATE_MAX_AGE_DAYS)
+    rates = FxRate.objects.filter(day__lte=day, day__gte=oldest).order_by("-day").values_list("rate", flat=True)
+    rate = rates.filter(base=base, quote=quote).first()
     if rate is not None:
         return rate
-    inverse = FxRate.objects.filter(base=quote, quote=base, day__lte=day).order_by("-day").values_list("rate", flat=True).first()
+    inverse = rates.filter(base=quote, quote=base).first()
     if inverse is not None:
         return Decimal(1) / inverse
     raise errors.FxRateUnavailable(f"no {base}/{quote} rate set for {day}")

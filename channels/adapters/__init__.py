@@ -2,7 +2,15 @@
 
 from importlib import import_module
 
-from .base import Adapter, ChannelError, ChannelResult, InvalidNotification, Notification, Outcome, SubmitRequest
+from .base import (
+    Adapter,
+    ChannelError,
+    ChannelResult,
+    InvalidNotification,
+    Notification,
+    Outcome,
+    SubmitRequest,
+)
 
 __all__ = [
     "Adapter", "ChannelError", "ChannelResult", "InvalidNotification", "Notification", "Outcome", "SubmitRequest",

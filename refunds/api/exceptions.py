@@ -29,7 +29,7 @@ class MerchantNotFound(RefundError):
     code, http_status = "MERCHANT_NOT_FOUND", 404
 
 
-class NotFound(RefundError):
+class EndpointNotFound(RefundError):
     """No such endpoint."""
 
     code, http_status = "NOT_FOUND", 404
@@ -95,7 +95,8 @@ def api_exception_handler(exc, context):
     if isinstance(exc, RefundError):
         set_rollback()
         field = _FIELD_PREFIX.match(exc.message)
-        return Response(error_body(exc.code, exc.message, field and field.group(1)), status=exc.http_status)
+        param = exc.details.get("param") or (field and field.group(1))
+        return Response(error_body(exc.code, exc.message, param), status=exc.http_status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -130,4 +131,4 @@ def api_exception_handler(exc, context):
 
 def not_found(request, *args, **kwargs):
     """Any other path under /api/v1/: a JSON 404 rather than Django's HTML page."""
-    return JsonResponse(error_body(NotFound.code, f"no endpoint {request.path}"), status=404)
+    return JsonResponse(error_body(EndpointNotFound.code, f"no endpoint {request.path}"), status=404)

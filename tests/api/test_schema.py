@@ -56,3 +56,7 @@ def test_docs_are_served_without_any_cdn(client):
         assert sources, html
         assert all(not s.startswith(("http:", "https:", "//")) for s in sources), sources
         assert "cdn" not in html.lower()
+        scripts = [s for s in sources if s.endswith(".js")]
+        assert scripts
+        for script in scripts:
+            assert client.get(script).status_code == 200, script

@@ -94,7 +94,7 @@ def test_adding_an_api_key_shows_the_key_once_and_stores_only_its_hash(admin_cli
     raw = re.search(r"<code>(rk_live_[\w-]+)</code>", shown[0]).group(1)
     key = ApiKey.objects.get(merchant=m)
     assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest()
-    assert (key.scope, key.name, key.prefix) == ("refunds", "shop", raw[:12])
+    assert (key.scope, key.name, key.prefix) == ("refunds", "shop", raw[:16])
     assert raw not in {key.prefix, key.key_hash, key.name}
     # the next page does not show it again
     again = admin_client.get(reverse("admin:merchants_apikey_change", args=[key.pk]))
