@@ -117,12 +117,27 @@ class EstimatedCountPaginator(Paginator):
             raise
 
 
+class IndexedOrderChangeList(ChangeList):
+    """A changelist that sorts only by the columns in `sortable_by`, also when the URL asks for
+    another (``?o=5``): on a big table any other order sorts the whole table for one page."""
+
+    def get_ordering_field(self, field_name):
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+
 class BigTableAdminMixin:
     """Changelists of tables that grow with the traffic (refunds, payments, the ledger...):
-    no full count (show_full_result_count off, EstimatedCountPaginator), no facet counts, and
-    only the columns an index can sort (set `sortable_by` to those)."""
+    no full count (show_full_result_count off, EstimatedCountPaginator), no deep pages, no
+    facet counts, and only the columns an index can sort (set `sortable_by` to those)."""
 
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+
+    def get_changelist(self, request, **kwargs):
+        return IndexedOrderChangeList
 
 
 class ExactSearchMixin:

@@ -1,0 +1,336 @@
+"""Load test of `POST /api/v1/refunds` under gunicorn, beside the raw-SQL ceiling of the same refund.
+
+    timeout 1200 .venv/bin/python bench/api_load.py                  # seeds bench_api, then measures
+    timeout 1200 .venv/bin/python bench/api_load.py --no-seed --baseline-dir /tmp/api_before
+
+What runs (see bench/README.md, "api_load"):
+- the server: `gunicorn config.wsgi -w N` (sync workers, the production way), DEBUG off, on the
+  dedicated database `bench_api` (dropped and recreated unless --no-seed), with the real
+  on-commit publish of each leg's dispatch message to Redis (`--redis`, a database number of its
+  own: FLUSHED before and after; no Celery worker consumes it). The rate limit still counts every
+  request (`API_RATE_LIMIT` is raised so that it never refuses one);
+- the load: 16 client threads in this process (`--clients`), one loopback HTTP connection per
+  request (a sync worker closes it after each answer), each POSTing 100-fen refunds of its own
+  payments (payment index mod clients, so payment rows are never contended) with a merchant's
+  `refunds` API key, for `--duration` seconds or `--max-requests` requests, whichever comes first;
+- two shapes: spread (a random merchant of 64 per request) and one merchant (every request hits
+  that merchant's account rows and its API key's rate-limit row);
+- the ceiling: `pgbench -c 16 -f bench/refund_create.pgbench.sql` (the same refund's writes in one
+  transaction, fewest round trips) on the same database, measured in turn with the API in every
+  run, so that other load on the machine hits both alike.
+- `--baseline-dir DIR`: a second gunicorn serving a copy of the code from DIR (same database,
+  same schema) measured in turn too: before/after figures from the same run.
+
+The medians of `--runs` runs are printed; every 201 is checked against the refunds that landed,
+every other answer is counted as an error with its status and body, and at the end the ledger and
+payment totals are checked (bench/refund_create.py's checks). Only 127.0.0.1 is contacted.
+"""
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import refund_create as rc  # noqa: E402
+import seed  # noqa: E402
+
+# A database of its own: bench/refund_create.py may run on bench_refunds at the same time.
+seed.DB_NAME = "bench_api"
+seed.DATABASE_URL = f"{seed.PG}/{seed.DB_NAME}"
+rc.PREFIX.update({"api": "api", "api-before": "apib"})
+BIN = ROOT / ".venv" / "bin"
+WARMUP_PER_WORKER = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+class Server:
+    """One gunicorn master with N sync workers, serving the code in `app_dir`."""
+
+    def __init__(self, name: str, app_dir: Path, port: int, workers: int, env: dict, log_dir: Path):
+        self.name, self.port, self.workers = name, port, workers
+        self.log = open(log_dir / f"{name}.log", "w")
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "config.wsgi:application", "--chdir", str(app_dir), "-b", f"127.0.0.1:{port}",
+             "-w", str(workers), "--backlog", "2048", "--log-level", "warning", "--timeout", "60"],
+            cwd=app_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn {name} did not start, see {self.log.name}") from None
+                time.sleep(0.2)
+
+    def worker_pids(self) -> list[int]:
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the master stops its workers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The load client
+
+
+def post_refund(port: int, key: str, body: dict) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/api/v1/refunds", body=json.dumps(body),
+                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_requests, cpu_pids) -> dict:
+    """`clients` threads POST refunds until `duration` s have passed or `max_requests` were sent."""
+    merchants = list(keys)  # merchant code -> raw key
+    per_client = n_payments // clients
+    budget = itertools.count()  # next() is atomic under the GIL: a shared request budget
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[Counter] = [Counter() for _ in range(clients)]
+    ok = [0] * clients
+    start = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def client(c: int) -> None:
+        rnd = random.Random(f"{run_id}-{c}")
+        start.wait()
+        for i in itertools.count():
+            if time.perf_counter() >= stop_at[0] or (max_requests and next(budget) >= max_requests):
+                return
+            code = rnd.choice(merchants)
+            body = {"out_trade_no": seed.out_trade_no(c + clients * rnd.randrange(per_client)),
+                    "out_refund_no": f"{prefix}-{run_id}-{c}-{i}", "amount": 100}
+            t0 = time.perf_counter()
+            try:
+                status, data = post_refund(port, keys[code], body)
+            except OSError as exc:
+                errors[c][f"{type(exc).__name__}: {exc}"[:160]] += 1
+                continue
+            latencies[c].append(time.perf_counter() - t0)
+            if status == 201:
+                ok[c] += 1
+            else:
+                errors[c][f"{status} {data[:160]!r}"] += 1
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    for t in threads:
+        t.start()
+    t_start = time.perf_counter()
+    stop_at[0] = t_start + duration
+    start.wait()
+    # CPU over the middle of the run (ramp-up and tail left out), per request answered.
+    time.sleep(min(2.0, duration / 4))
+    backends = rc.bench_backends()
+    own = [os.getpid()]
+    n0 = sum(len(x) for x in latencies)
+    c0, w0, s0 = rc.proc_cpu(own), rc.proc_cpu(cpu_pids), rc.proc_cpu(backends)
+    time.sleep(max(1.0, duration - min(2.0, duration / 4) - 1.5))
+    n1 = sum(len(x) for x in latencies)
+    c1, w1, s1 = rc.proc_cpu(own), rc.proc_cpu(cpu_pids), rc.proc_cpu(backends)
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t_start
+    lat = sorted(x for xs in latencies for x in xs)
+    n = max(n1 - n0, 1)
+    err = sum(errors, Counter())
+    landed = rc.sql("SELECT count(*) FROM refunds_refund WHERE out_refund_no LIKE %s", [f"{prefix}-{run_id}-%"])[0][0]
+    if landed != sum(ok):
+        err[f"count mismatch: {sum(ok)} answered 201, database holds {landed}"] += 1
+    return {
+        "rate": sum(ok) / elapsed, "n": sum(ok), "errors": err,
+        "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
+        "p99": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
+        "client_ms": 1000 * (c1 - c0) / n, "web_ms": 1000 * (w1 - w0) / n, "server_ms": 1000 * (s1 - s0) / n,
+    }
+
+
+def warm_up(server: Server, keys: dict, prefix: str) -> None:
+    """Each sync worker loads the URLconf and connects on its first request: not measured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    code, key = next(iter(keys.items()))
+    bodies = [{"out_trade_no": seed.out_trade_no(i), "out_refund_no": f"{prefix}-warm-{time.time_ns()}-{i}",
+               "amount": 100} for i in range(server.workers * WARMUP_PER_WORKER)]
+    with ThreadPoolExecutor(server.workers * 2) as pool:
+        statuses = Counter(s for s, _ in pool.map(lambda b: post_refund(server.port, key, b), bodies))
+    if set(statuses) != {201}:
+        raise RuntimeError(f"warm-up of {server.name} answered {dict(statuses)}; see {server.log.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+
+
+def create_keys(codes: list[str]) -> dict[str, str]:
+    """One `refunds` API key per merchant (raw keys are shown once: made afresh every run)."""
+    from merchants.models import ApiKey, Merchant
+    from merchants.services import api_key_create
+
+    keys = {}
+    for m in Merchant.objects.filter(code__in=codes).order_by("code"):
+        _, raw = api_key_create(merchant=m, scope=ApiKey.Scope.REFUNDS, name="bench api_load")
+        keys[m.code] = raw
+    return keys
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    ap.add_argument("--max-requests", type=int, default=0, help="stop a measurement after this many requests (0: time only)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--web-workers", type=int, default=4, help="gunicorn sync workers")
+    ap.add_argument("--conn-max-age", type=int, default=60, help="DB_CONN_MAX_AGE of the web workers")
+    ap.add_argument("--merchants", type=int, default=64)
+    ap.add_argument("--payments", type=int, default=1024, help="payments per merchant (seeded)")
+    ap.add_argument("--shapes", default="spread,one")
+    ap.add_argument("--no-raw", action="store_true", help="skip the pgbench ceiling")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/9", help="broker for the dispatch messages; FLUSHED")
+    ap.add_argument("--baseline-dir", type=Path, help="also serve and measure the code in this directory (api-before)")
+    ap.add_argument("--baseline-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the baseline (default: --conn-max-age)")
+    ap.add_argument("--no-seed", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.redis.startswith("redis://127.0.0.1"):
+        sys.exit("--redis must be a local Redis (redis://127.0.0.1...)")
+
+    if not args.no_seed:
+        seed.run(args.merchants, args.payments)
+    else:
+        seed.setup_django()
+    n_payments = rc.payments_per_merchant()
+    shapes = args.shapes.split(",")
+    by_shape = {shape: rc.shape_merchants(shape, args.merchants) for shape in shapes}
+    keys = create_keys([code for rows in by_shape.values() for _, code in rows])
+    from django.db import connection
+
+    connection.close()
+
+    log_dir = ROOT / "var" / "bench_api_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DEBUG")},
+        "DATABASE_URL": seed.DATABASE_URL, "CELERY_BROKER_URL": args.redis, "DJANGO_SETTINGS_MODULE": "config.settings",
+        "API_RATE_LIMIT": str(10**9),  # counted, never refused
+        "DB_CONN_MAX_AGE": str(args.conn_max_age), "LOG_LEVEL": "WARNING",
+    }
+    contenders = ["api"] + (["api-before"] if args.baseline_dir else []) + ([] if args.no_raw else ["raw"])
+    servers: dict[str, Server] = {}
+    results: dict[tuple[str, str], list[dict]] = {}
+    flush_redis(args.redis)
+    try:
+        servers["api"] = Server("api", ROOT, free_port(), args.web_workers, env, log_dir)
+        if args.baseline_dir:
+            base_env = {**env, "DB_CONN_MAX_AGE": str(args.baseline_conn_max_age if args.baseline_conn_max_age is not None
+                                                      else args.conn_max_age)}
+            servers["api-before"] = Server("api-before", args.baseline_dir.resolve(), free_port(), args.web_workers,
+                                           base_env, log_dir)
+        for name, server in servers.items():
+            warm_up(server, keys, rc.PREFIX[name])
+        for run in range(1, args.runs + 1):
+            for shape in shapes:
+                rows = by_shape[shape]
+                shape_keys = {code: keys[code] for _, code in rows}
+                for kind in contenders:
+                    rc.prepare_run()
+                    flush_redis(args.redis)
+                    bg = rc.background_busy()
+                    run_id = int(time.time())
+                    if kind == "raw":
+                        r = rc.run_pgbench("raw", rows[0][0], len(rows), n_payments, args.clients, 2, args.duration, run_id)
+                        r.update(web_ms=0.0, p50=float("nan"), p99=float("nan"))
+                    else:
+                        server = servers[kind]
+                        r = load(port=server.port, keys=shape_keys, prefix=rc.PREFIX[kind], run_id=run_id,
+                                 clients=args.clients, n_payments=n_payments, duration=args.duration,
+                                 max_requests=args.max_requests, cpu_pids=server.worker_pids())
+                    r["bg"] = bg
+                    results.setdefault((shape, kind), []).append(r)
+                    errs = "" if not r["errors"] else "  ERRORS: " + "; ".join(
+                        f"{n} x {e}" for e, n in r["errors"].most_common(3))
+                    print(f"run {run} {shape:<6} {kind:<10} {r['rate']:8.1f}/s  p50 {r['p50']:6.1f} ms  "
+                          f"p99 {r['p99']:6.1f} ms  cpu/req client {r['client_ms']:.1f} web {r['web_ms']:.1f} "
+                          f"pg {r['server_ms']:.1f} ms  (others' load before: {bg:.0f}%){errs}", flush=True)
+    finally:
+        for server in servers.values():
+            server.close()
+        flush_redis(args.redis)
+    problems = rc.check_consistency()
+    report(args, shapes, contenders, results, problems)
+
+
+def report(args, shapes, contenders, results, problems) -> None:
+    med = {k: {f: statistics.median(r[f] for r in rs) for f in ("rate", "p50", "p99", "client_ms", "web_ms", "server_ms")}
+           for k, rs in results.items()}
+    label = {"spread": f"spread ({args.merchants} merchants)", "one": "one merchant"}
+    print(f"\nPOST /api/v1/refunds, {args.clients} clients, gunicorn -w {args.web_workers} (sync), "
+          f"DB_CONN_MAX_AGE={args.conn_max_age}, {args.duration}s x {args.runs} runs (median), {seed.DB_NAME}, "
+          f"{os.cpu_count()} CPUs shared by clients, web workers and PostgreSQL")
+    head = f"{'shape':<22}{'contender':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'/raw':>7}{'/spread':>9}" \
+           f"{'CPU ms/req client+web+pg':>28}"
+    print(head)
+    print("-" * len(head))
+    for shape in shapes:
+        for kind in contenders:
+            m = med[(shape, kind)]
+            raw = med.get((shape, "raw"), {}).get("rate")
+            spread = med.get(("spread", kind), {}).get("rate")
+            cpu = f"{m['client_ms']:.1f} + {m['web_ms']:.1f} + {m['server_ms']:.1f}"
+            print(f"{label[shape]:<22}{kind:<12}{m['rate']:>9.1f}{m['p50']:>9.1f}{m['p99']:>9.1f}"
+                  f"{(m['rate'] / raw if raw else float('nan')):>7.2f}{(m['rate'] / spread if spread else float('nan')):>9.2f}"
+                  f"{cpu:>28}")
+    bgs = [r["bg"] for rs in results.values() for r in rs]
+    print(f"\nCPU busy with other work just before the runs: median {statistics.median(bgs):.0f}% "
+          f"(min {min(bgs):.0f}%, max {max(bgs):.0f}%); load average now {os.getloadavg()[0]:.1f}")
+    n_err = sum(sum(r["errors"].values()) for rs in results.values() for r in rs)
+    print(f"errors: {n_err}" + ("" if not n_err else " (see the per-run lines above)"))
+    print("ledger and payment totals consistent" if not problems else "INCONSISTENT: " + "; ".join(problems))
+
+
+if __name__ == "__main__":
+    main()
