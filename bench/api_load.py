@@ -82,11 +82,16 @@ class Server:
                 time.sleep(0.2)
 
     def worker_pids(self) -> list[int]:
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                            pids.append(int(entry))
+                except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                    pass
+        return pids
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -219,6 +224,76 @@ def flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
+def profile(n: int, n_merchants: int, redis_url: str) -> None:
+    """One process, no HTTP server, no contention: the WSGI application called directly (all
+    middleware, DRF, the service, the on-commit publish to Redis). Prints ms per request (wall,
+    CPU, queries and time inside cursor.execute) and a cProfile of the CPU time."""
+    import cProfile
+    import io
+    import pstats
+    from wsgiref.util import setup_testing_defaults
+
+    os.environ.update({"CELERY_BROKER_URL": redis_url, "API_RATE_LIMIT": str(10**9), "DB_CONN_MAX_AGE": "60",
+                       "BENCH_CELERY_BROKER_URL": redis_url})
+    seed.setup_django()
+    from django.db import connection
+
+    from config.wsgi import application
+
+    codes = [code for _, code in rc.shape_merchants("spread", n_merchants)]
+    keys = create_keys(codes)
+    n_payments = rc.payments_per_merchant()
+    rnd = random.Random(11)
+    tag = time.time_ns()
+    db = {"time": 0.0, "calls": 0}
+
+    def timed(execute, query, params, many, context):
+        t = time.perf_counter()
+        try:
+            return execute(query, params, many, context)
+        finally:
+            db["time"] += time.perf_counter() - t
+            db["calls"] += 1
+
+    def loop(count, prefix):
+        for i in range(count):
+            code = rnd.choice(codes)
+            body = json.dumps({"out_trade_no": seed.out_trade_no(rnd.randrange(n_payments)),
+                               "out_refund_no": f"{prefix}-{tag}-{i}", "amount": 100}).encode()
+            environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/refunds", "CONTENT_TYPE": "application/json",
+                       "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Bearer {keys[code]}",
+                       "SERVER_NAME": "127.0.0.1", "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(body)}
+            setup_testing_defaults(environ)
+            status = []
+            b"".join(application(environ, lambda s, h, *a: status.append(s)))
+            if not status[0].startswith("201"):
+                raise RuntimeError(f"{status[0]}")
+
+    flush_redis(redis_url)
+    loop(50, "apw")
+    rc.prepare_run()
+    with connection.execute_wrapper(timed):
+        t0, c0 = time.perf_counter(), time.process_time()
+        loop(n, "apn")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"\nOne process, {n} requests, no profiler: {1000 * wall / n:.2f} ms/request wall "
+          f"({n / wall:.0f}/s), {1000 * cpu / n:.2f} ms/request Python CPU; "
+          f"{db['calls'] / n:.1f} queries/request, {1000 * db['time'] / n:.2f} ms/request inside cursor.execute")
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    loop(n, "app")
+    prof.disable()
+    flush_redis(redis_url)
+    stats = pstats.Stats(prof)
+    total = sum(v[2] for v in stats.stats.values())
+    print(f"\n--- cProfile (CPU time), {n} requests: {1000 * total / n:.2f} ms CPU/request under the profiler ---")
+    for key, limit in (("tottime", 30), ("cumulative", 70)):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key).print_stats(limit)
+        print(f"\n--- top {limit} by {key} ---")
+        print(buf.getvalue().split("\n", 5)[-1].rstrip())
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=15, help="seconds per measurement")
@@ -235,9 +310,13 @@ def main(argv=None) -> None:
     ap.add_argument("--baseline-dir", type=Path, help="also serve and measure the code in this directory (api-before)")
     ap.add_argument("--baseline-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the baseline (default: --conn-max-age)")
     ap.add_argument("--no-seed", action="store_true")
+    ap.add_argument("--profile", type=int, metavar="N", help="profile N requests in one process instead (needs a seeded database)")
     args = ap.parse_args(argv)
     if not args.redis.startswith("redis://127.0.0.1"):
         sys.exit("--redis must be a local Redis (redis://127.0.0.1...)")
+    if args.profile:
+        profile(args.profile, args.merchants, args.redis)
+        return
 
     if not args.no_seed:
         seed.run(args.merchants, args.payments)

@@ -12,7 +12,7 @@ a 2-CPU machine. What it makes, with the default --refunds 1000000:
 - refunds/2 payments (100 000 fen, one wechat part each), paid over the last ~350 days;
 - the refunds, two per payment, 30 s apart from each other in time (oldest ~350 days ago), with
   one leg each and a `created` event each (plus a transition event for one in five). Status mix:
-  92 % SUCCEEDED, 1 % PENDING_REVIEW, 1 % FAILED, 1.5 % MANUAL_PAYOUT, 1 % PROCESSING,
+  92.6 % SUCCEEDED, 1 % PENDING_REVIEW, 1 % FAILED, 0.9 % MANUAL_PAYOUT, 1 % PROCESSING,
   2.5 % REJECTED, 1 % CANCELLED. `refunded_amount` of every payment and part is the sum of its
   refunds that count (all but rejected and cancelled);
 - the ledger: one collection posting per merchant and day (collections -> pending settlement)
@@ -20,8 +20,9 @@ a 2-CPU machine. What it makes, with the default --refunds 1000000:
   pending settlement -> channel refunds once it succeeded), 2 entries each (~2 M entries);
   every account balance is then set to the sum of its entries;
 - 50 000 complaints (10 % open, 15 % assigned, 25 % resolved, 50 % closed) with an `opened` event;
-- 10 000 manual payouts on MANUAL_PAYOUT legs (30 % awaiting approval, 10 % returned, 60 % paid,
-  four eyes respected), card numbers encrypted with the project's key;
+- 10 000 manual payouts on the oldest MANUAL_PAYOUT legs (30 % awaiting approval, 10 % returned,
+  60 % paid, four eyes respected; a paid one's leg and refund SUCCEEDED, as payout_approve
+  leaves them), card numbers encrypted with the project's key;
 - one webhook delivery per five refunds (mostly delivered, some failed or dead).
 
 Users: `bench` (superuser, password `bench`), `agent1`..`agent5`, `finance1`..`finance3`.
@@ -128,6 +129,14 @@ FROM (
   FROM (SELECT j, (((j::bigint * 2654435761) % 4294967296) % 1000) AS h FROM generate_series(0, :R - 1) j) s
 ) t;
 CREATE UNIQUE INDEX ON seed_refund (j);
+-- The oldest N refunds in MANUAL_PAYOUT get a manual payout; a paid one made its leg, and so
+-- its (one-leg) refund, succeed, as refunds.payouts.payout_approve does.
+ALTER TABLE seed_refund ADD COLUMN payout_k int, ADD COLUMN payout_status text;
+UPDATE seed_refund s SET payout_k = x.k,
+  payout_status = CASE WHEN x.k % 10 < 3 THEN 'awaiting_approval' WHEN x.k % 10 < 4 THEN 'returned' ELSE 'paid' END
+FROM (SELECT j, row_number() OVER (ORDER BY j) AS k FROM seed_refund WHERE status = 'MANUAL_PAYOUT' ORDER BY j LIMIT :N) x
+WHERE s.j = x.j;
+UPDATE seed_refund SET status = 'SUCCEEDED' WHERE payout_status = 'paid';
 ANALYZE seed_refund;
 """
 
@@ -190,13 +199,13 @@ INSERT INTO refunds_refundleg (id, refund_id, payment_part_id, route, channel_id
   channel_refund_id, failure_reason, fallback_reason, next_action_at, check_count, submitted_at, needs_attention,
   created_at, updated_at, completed_at)
 SELECT j + 1, id, p + 1, 'wechat', 1, amount, 'CNY', amount, ls,
-  CASE WHEN ls IN ('SUCCEEDED', 'PROCESSING', 'FAILED') THEN 'wxr' || j ELSE '' END,
+  CASE WHEN ls IN ('SUCCEEDED', 'PROCESSING', 'FAILED') AND payout_k IS NULL THEN 'wxr' || j ELSE '' END,
   CASE WHEN ls = 'FAILED' THEN 'CHANNEL_REJECTED' ELSE '' END, '',
   CASE WHEN ls = 'PROCESSING' THEN created_at + interval '1 hour' END, 0,
   CASE WHEN ls IN ('SUCCEEDED', 'PROCESSING', 'FAILED', 'MANUAL_PAYOUT') THEN created_at + interval '1 minute' END,
   false, created_at, created_at + interval '10 minutes',
   CASE WHEN ls = 'SUCCEEDED' THEN created_at + interval '10 minutes' END
-FROM (SELECT j, p, id, amount, created_at,
+FROM (SELECT j, p, id, amount, created_at, payout_k,
              CASE status WHEN 'PENDING_REVIEW' THEN 'PENDING' WHEN 'REJECTED' THEN 'CANCELLED' ELSE status END AS ls
       FROM seed_refund) s
 ORDER BY j;
@@ -263,7 +272,7 @@ INSERT INTO refunds_complaintevent (complaint_id, kind, actor, user_id, body, da
 SELECT id, 'opened', 'user:agent', opened_by_id, '', '{}'::jsonb, created_at FROM refunds_complaint ORDER BY id;
 """
 
-# The first N refunds in MANUAL_PAYOUT get a payout: recorded by an agent, approved by finance.
+# The payouts chosen in SQL_STAGE: recorded by an agent, paid ones approved by finance.
 SQL_PAYOUTS = """
 INSERT INTO refunds_manualpayout (id, leg_id, refund_id, amount, currency, holder_name, card_number_encrypted,
   card_first6, card_last4, card_length, bank_name, account_type, phone, status, recorded_by_id, recorded_at,
@@ -276,10 +285,8 @@ SELECT k, j + 1, id, amount, 'CNY', 'Zhang San', :CARD, '622202', '0123', 19, 'I
   CASE WHEN st = 'paid' THEN 'TRF' || lpad(k::text, 9, '0') ELSE '' END,
   CASE WHEN st = 'returned' THEN 'Card holder name does not match' ELSE '' END,
   created_at + interval '1 day', created_at + interval '2 days'
-FROM (SELECT row_number() OVER (ORDER BY j) AS k, j, id, amount, created_at FROM seed_refund
-      WHERE status = 'MANUAL_PAYOUT' ORDER BY j LIMIT :N) s,
-     LATERAL (SELECT CASE WHEN s.k % 10 < 3 THEN 'awaiting_approval' WHEN s.k % 10 < 4 THEN 'returned'
-                          ELSE 'paid' END AS st) x
+FROM (SELECT payout_k AS k, j, id, amount, created_at, payout_status AS st FROM seed_refund
+      WHERE payout_k IS NOT NULL) s
 ORDER BY k;
 """
 

@@ -143,6 +143,7 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["kind", "-id"], name="ledgertx_kind_recent")]  # the admin's filter
 
     def __str__(self):
         return f"#{self.pk} {self.kind} {self.reference}"
@@ -319,6 +320,9 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["merchant", "-id"], name="delivery_merchant_recent"),
             # The admin's status filter (dead, failed) without walking every delivered row.
             models.Index(fields=["status", "-id"], name="delivery_status_recent"),
+            # The admin's other filters: the event, and the rare audience.
+            models.Index(fields=["event", "-id"], name="delivery_event_recent"),
+            models.Index(fields=["-id"], name="delivery_marketing_recent", condition=Q(audience="marketing")),
         ]
 
     def __str__(self):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_dashboard
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("review/decide/", views.review_decide, name="review-decide"),
     path("refunds/", views.refund_list, name="refund-list"),
     path("refunds/<uuid:pk>/", views.refund_detail, name="refund-detail"),
+    path("dashboard/", views_dashboard.dashboard_view, name="dashboard"),
 ]

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from merchants.money import format_money, to_minor
 from merchants.pagination import keyset_page
 
-from . import complaints, errors, roles
+from . import complaints, errors, roles, screens
 from .models import Complaint, Payment, Refund
 
 HANDLE = "refunds.handle_complaint"
@@ -134,7 +134,7 @@ def complaint_list(request):
     elif assignee:
         qs = qs.filter(assignee__username=assignee)
     if params.get("merchant"):
-        qs = qs.filter(merchant__code=params["merchant"].strip())
+        qs = qs.filter(merchant_id=screens.merchant_id(params["merchant"].strip()))  # the (merchant, -id) index
     if params.get("trade"):
         qs = qs.filter(payment__out_trade_no=params["trade"].strip())
     if params.get("overdue"):

@@ -24,8 +24,8 @@ from django.views.decorators.http import require_POST
 
 from merchants.pagination import keyset_page
 
-from . import cards, errors, payouts, roles
-from .models import ManualPayout, RefundLeg
+from . import cards, errors, payouts, roles, screens
+from .models import ManualPayout, Refund, RefundLeg
 
 RECORD = "refunds.record_payout_card"
 APPROVE = "refunds.approve_payout"
@@ -119,6 +119,12 @@ TABS = [
 ]
 
 
+REFUND_STATUSES_WITH_LEGS_IN = {
+    "failed": [Refund.Status.FAILED],
+    "card": [Refund.Status.FAILED, Refund.Status.PROCESSING, Refund.Status.MANUAL_PAYOUT],
+}
+
+
 @payouts_screen
 def payout_list(request):
     tab = request.GET.get("state") or "card"
@@ -141,7 +147,15 @@ def payout_list(request):
                 Q(manual_payout__isnull=True) | Q(manual_payout__status=ManualPayout.Status.RETURNED)
             )
         if request.GET.get("merchant"):
-            legs = legs.filter(refund__merchant__code=request.GET["merchant"].strip())
+            # A refund's status follows its legs (services._derive_status): a FAILED leg makes it
+            # FAILED, a MANUAL_PAYOUT leg leaves it FAILED, PROCESSING or MANUAL_PAYOUT. So the
+            # merchant's legs are found from its refunds in those states (the merchant+status
+            # index), not by looking up the refund of every leg in the tab.
+            refunds = Refund.objects.filter(
+                merchant_id=screens.merchant_id(request.GET["merchant"].strip()),
+                status__in=REFUND_STATUSES_WITH_LEGS_IN[tab],
+            )
+            legs = legs.filter(refund__in=refunds.values("pk"))
         page = keyset_page(
             legs.select_related("refund__merchant", "refund__payment", "channel", "manual_payout"),
             after=after, descending=False,

@@ -42,7 +42,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed("use the header Authorization: Bearer <api key>")
         key = None
         if len(raw) <= MAX_KEY_LENGTH:
-            key = ApiKey.objects.select_related("merchant").filter(key_hash=ApiKey.hash_key(raw)).first()
+            # key_hash is unique: LIMIT 1 without `.first()`'s ORDER BY.
+            key = next(iter(ApiKey.objects.select_related("merchant").filter(key_hash=ApiKey.hash_key(raw)).order_by()[:1]), None)
         if key is None:
             raise AuthenticationFailed("unknown API key")
         if key.revoked_at is not None:
