@@ -51,7 +51,7 @@ import seed  # noqa: E402
 # A database of its own: bench/refund_create.py may run on bench_refunds at the same time.
 seed.DB_NAME = "bench_api"
 seed.DATABASE_URL = f"{seed.PG}/{seed.DB_NAME}"
-rc.PREFIX.update({"api": "api", "api-before": "apib"})
+rc.PREFIX.update({"api": "api", "api-conn0": "apic", "api-before": "apib"})
 BIN = ROOT / ".venv" / "bin"
 WARMUP_PER_WORKER = 8
 
@@ -64,7 +64,7 @@ class Server:
     """One gunicorn master with N sync workers, serving the code in `app_dir`."""
 
     def __init__(self, name: str, app_dir: Path, port: int, workers: int, env: dict, log_dir: Path):
-        self.name, self.port, self.workers = name, port, workers
+        self.name, self.port, self.workers, self.env = name, port, workers, env
         self.log = open(log_dir / f"{name}.log", "w")
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "config.wsgi:application", "--chdir", str(app_dir), "-b", f"127.0.0.1:{port}",
@@ -125,7 +125,7 @@ def post_refund(port: int, key: str, body: dict) -> tuple[int, bytes]:
         conn.close()
 
 
-def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_requests, cpu_pids) -> dict:
+def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_requests, cpu_pids, pg_cpu=True) -> dict:
     """`clients` threads POST refunds until `duration` s have passed or `max_requests` were sent."""
     merchants = list(keys)  # merchant code -> raw key
     per_client = n_payments // clients
@@ -185,7 +185,9 @@ def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_reque
         "rate": sum(ok) / elapsed, "n": sum(ok), "errors": err,
         "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
         "p99": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
-        "client_ms": 1000 * (c1 - c0) / n, "web_ms": 1000 * (w1 - w0) / n, "server_ms": 1000 * (s1 - s0) / n,
+        "client_ms": 1000 * (c1 - c0) / n, "web_ms": 1000 * (w1 - w0) / n,
+        # With DB_CONN_MAX_AGE=0 every request has a backend of its own, gone before it can be read.
+        "server_ms": 1000 * (s1 - s0) / n if pg_cpu else float("nan"),
     }
 
 
@@ -264,10 +266,10 @@ def profile(n: int, n_merchants: int, redis_url: str) -> None:
                        "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Bearer {keys[code]}",
                        "SERVER_NAME": "127.0.0.1", "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(body)}
             setup_testing_defaults(environ)
-            status = []
-            b"".join(application(environ, lambda s, h, *a: status.append(s)))
+            status: list[str] = []
+            b"".join(application(environ, lambda s, h, *a, out=status: out.append(s)))
             if not status[0].startswith("201"):
-                raise RuntimeError(f"{status[0]}")
+                raise RuntimeError(status[0])
 
     flush_redis(redis_url)
     loop(50, "apw")
@@ -309,6 +311,8 @@ def main(argv=None) -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/9", help="broker for the dispatch messages; FLUSHED")
     ap.add_argument("--baseline-dir", type=Path, help="also serve and measure the code in this directory (api-before)")
     ap.add_argument("--baseline-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the baseline (default: --conn-max-age)")
+    ap.add_argument("--also-conn0", action="store_true",
+                    help="also measure this code with DB_CONN_MAX_AGE=0 (api-conn0): a connection per request")
     ap.add_argument("--no-seed", action="store_true")
     ap.add_argument("--profile", type=int, metavar="N", help="profile N requests in one process instead (needs a seeded database)")
     args = ap.parse_args(argv)
@@ -338,12 +342,16 @@ def main(argv=None) -> None:
         "API_RATE_LIMIT": str(10**9),  # counted, never refused
         "DB_CONN_MAX_AGE": str(args.conn_max_age), "LOG_LEVEL": "WARNING",
     }
-    contenders = ["api"] + (["api-before"] if args.baseline_dir else []) + ([] if args.no_raw else ["raw"])
+    contenders = (["api"] + (["api-conn0"] if args.also_conn0 else []) + (["api-before"] if args.baseline_dir else [])
+                  + ([] if args.no_raw else ["raw"]))
     servers: dict[str, Server] = {}
     results: dict[tuple[str, str], list[dict]] = {}
     flush_redis(args.redis)
     try:
         servers["api"] = Server("api", ROOT, free_port(), args.web_workers, env, log_dir)
+        if args.also_conn0:
+            servers["api-conn0"] = Server("api-conn0", ROOT, free_port(), args.web_workers,
+                                          {**env, "DB_CONN_MAX_AGE": "0"}, log_dir)
         if args.baseline_dir:
             base_env = {**env, "DB_CONN_MAX_AGE": str(args.baseline_conn_max_age if args.baseline_conn_max_age is not None
                                                       else args.conn_max_age)}
@@ -367,7 +375,8 @@ def main(argv=None) -> None:
                         server = servers[kind]
                         r = load(port=server.port, keys=shape_keys, prefix=rc.PREFIX[kind], run_id=run_id,
                                  clients=args.clients, n_payments=n_payments, duration=args.duration,
-                                 max_requests=args.max_requests, cpu_pids=server.worker_pids())
+                                 max_requests=args.max_requests, cpu_pids=server.worker_pids(),
+                                 pg_cpu=server.env["DB_CONN_MAX_AGE"] != "0")
                     r["bg"] = bg
                     results.setdefault((shape, kind), []).append(r)
                     errs = "" if not r["errors"] else "  ERRORS: " + "; ".join(

@@ -10,21 +10,19 @@
 -- 0. idempotency check (outside the transaction)
 SELECT count(*) AS replay FROM (SELECT * FROM refunds_refund
  WHERE merchant_id = :m AND out_refund_no = 'pgbf-' || :run || '-' || :client_id || '-' || :r
- ORDER BY created_at DESC LIMIT 1) x \gset
+ LIMIT 1) x \gset
 BEGIN;
 -- 1. lock the payment
 SELECT id AS pid, amount - refunded_amount AS refundable FROM (SELECT * FROM refunds_payment
  WHERE merchant_id = :m AND out_trade_no = 'P' || to_char(:k, 'FM000000')
- ORDER BY paid_at DESC LIMIT 1 FOR UPDATE) x \gset
+ LIMIT 1 FOR UPDATE) x \gset
 -- 2. its parts with their channels
 SELECT pp.id AS partid, c.id AS chid, c.max_refunds_per_payment AS lim
-  FROM refunds_paymentpart pp INNER JOIN refunds_payment p ON pp.payment_id = p.id
-  LEFT OUTER JOIN payment_channels_channel c ON pp.channel_id = c.id
- WHERE pp.payment_id = :pid ORDER BY p.paid_at DESC, pp.position ASC \gset
+  FROM refunds_paymentpart pp LEFT OUTER JOIN payment_channels_channel c ON pp.channel_id = c.id
+ WHERE pp.payment_id = :pid ORDER BY pp.position ASC \gset
 -- 3. legs so far on the part (the channel has a per-payment limit)
 SELECT l.payment_part_id AS ppid, COUNT(l.id) AS n
   FROM refunds_refundleg l INNER JOIN payment_channels_channel c ON l.channel_id = c.id
-  INNER JOIN refunds_refund r ON l.refund_id = r.id
  WHERE l.payment_part_id IN (:partid) AND l.route = c.code AND NOT (l.status = 'CANCELLED') GROUP BY 1;
 -- 4. the refund
 INSERT INTO refunds_refund (id, merchant_id, payment_id, out_refund_no, amount, currency, direction, source, reason,
@@ -53,12 +51,12 @@ UPDATE refunds_paymentpart SET refunded_amount = refunded_amount + 100 WHERE id 
 -- 8. the merchant's accounts
 SELECT max(id) FILTER (WHERE kind = 'pending_settlement') AS src, max(id) FILTER (WHERE kind = 'refund_hold') AS hold
   FROM merchants_account WHERE currency = 'CNY' AND kind IN ('pending_settlement', 'refund_hold') AND merchant_id = :m \gset
--- 9. last: the shared account rows, source (lower id) first, conditionally
-UPDATE merchants_account SET balance = balance + -100 WHERE id = :src AND balance >= 100;
-UPDATE merchants_account SET balance = balance + 100 WHERE id = :hold;
--- 10. the ledger posting
+-- 9. the ledger posting
 INSERT INTO merchants_ledgertransaction (kind, reference, description, created_by, created_at)
 VALUES ('refund_hold', 'refund:' || ':rid', 'hold for pgbench', 'pgbench', now()) RETURNING id AS tid \gset
 INSERT INTO merchants_ledgerentry (transaction_id, account_id, amount, currency)
 VALUES (:tid, :src, -100, 'CNY'), (:tid, :hold, 100, 'CNY') RETURNING id;
+-- 10. last, right before COMMIT: the shared account rows, source (lower id) first, conditionally
+UPDATE merchants_account SET balance = balance + -100 WHERE id = :src AND balance >= 100;
+UPDATE merchants_account SET balance = balance + 100 WHERE id = :hold;
 COMMIT;

@@ -9,7 +9,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import get_fields_from_path
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import EmptyPage, Paginator
@@ -121,10 +121,21 @@ class IndexedOrderChangeList(ChangeList):
     """A changelist that sorts only by the columns in `sortable_by`, also when the URL asks for
     another (``?o=5``): on a big table any other order sorts the whole table for one page."""
 
-    def get_ordering_field(self, field_name):
-        if self.sortable_by is not None and field_name not in self.sortable_by:
-            return None
-        return super().get_ordering_field(field_name)
+    def get_ordering(self, request, queryset):
+        asked = self.params.get(ORDER_VAR)
+        if asked and self.sortable_by is not None:
+            kept = [p for p in str(asked).split(".") if self._sortable(p)]
+            if kept:
+                self.params[ORDER_VAR] = ".".join(kept)
+            else:  # none left: the default order, not just the primary key's
+                del self.params[ORDER_VAR]
+        return super().get_ordering(request, queryset)
+
+    def _sortable(self, param: str) -> bool:
+        try:
+            return self.list_display[int(param.rpartition("-")[2])] in self.sortable_by
+        except (IndexError, ValueError):
+            return False
 
 
 class BigTableAdminMixin:

@@ -16,7 +16,7 @@ class LedgerError(Exception):
 
 
 class InsufficientBalance(Exception):
-    """The account cannot cover the debit; nothing was written."""
+    """The account cannot cover the debit; the caller's transaction must roll back."""
 
     def __init__(self, account: Account, needed: int):
         self.account = account
@@ -105,12 +105,13 @@ def ledger_post(
 def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
     """Post balanced transactions and move the account balances with them, each account once.
 
-    Debits of accounts that may not go negative are conditional UPDATEs (`balance >= amount`):
-    when one cannot be covered, InsufficientBalance is raised and the caller's transaction
-    must roll back. Accounts are updated in primary-key order, each by its net change over all
-    the postings, so a use case that books several movements (a hold, and at once its payment
-    to the user's balance) still takes each row lock once and in the same order as every other
-    posting: two transactions can never deadlock on accounts.
+    Debits of accounts that may not go negative are conditional UPDATEs (`balance >= amount`),
+    sent last, after the ledger rows: when one cannot be covered, InsufficientBalance is raised
+    and the caller's transaction must roll back (every caller runs this inside one). Accounts
+    are updated in primary-key order, each by its net change over all the postings, so a use
+    case that books several movements (a hold, and at once its payment to the user's balance)
+    still takes each row lock once and in the same order as every other posting: two
+    transactions can never deadlock on accounts.
     """
     per_account: dict[int, int] = defaultdict(int)
     accounts: dict[int, Account] = {}
@@ -126,17 +127,10 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
         if unbalanced:
             raise LedgerError(f"unbalanced posting: {unbalanced}")
 
-    for pk in sorted(per_account):
-        delta = per_account[pk]
-        if delta == 0:
-            continue
-        account = accounts[pk]
-        rows = Account.objects.filter(pk=pk)
-        if delta < 0 and not account.may_go_negative:
-            rows = rows.filter(balance__gte=-delta)
-        if rows.update(balance=F("balance") + delta) != 1:
-            raise InsufficientBalance(account, -delta)
-
+    # The ledger rows first, the balances last: a merchant's account rows are shared by all its
+    # refunds, so their row locks (taken by the UPDATEs below) are held from those UPDATEs to
+    # COMMIT only, not also while the ledger INSERTs are built and sent. If a debit cannot be covered these rows are
+    # already written: the caller's transaction rolls back (refund_create's does).
     txns = LedgerTransaction.objects.bulk_create(
         [
             LedgerTransaction(
@@ -152,6 +146,16 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
             for ln in p.lines
         ]
     )
+    for pk in sorted(per_account):
+        delta = per_account[pk]
+        if delta == 0:
+            continue
+        account = accounts[pk]
+        rows = Account.objects.filter(pk=pk)
+        if delta < 0 and not account.may_go_negative:
+            rows = rows.filter(balance__gte=-delta)
+        if rows.update(balance=F("balance") + delta) != 1:
+            raise InsufficientBalance(account, -delta)
     return txns
 
 

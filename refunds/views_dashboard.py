@@ -117,7 +117,7 @@ def dashboard_view(request):
         "days": days,
         "totals": {o.key: sum(d[o.key] for d in days) for o in dashboard.OUTCOMES} | {
             "total": sum(d["total"] for d in days)},
-        "today": days[-1] if days else None,
+        "total_cells": [sum(d[o.key] for d in days) for o in dashboard.OUTCOMES],
         "channels": channels,
         "channel_days": dashboard.CHANNEL_DAYS,
         "chart_days": dashboard.CHART_DAYS,

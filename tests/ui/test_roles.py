@@ -36,10 +36,17 @@ REVIEWERS = {AGENT, SUPERVISOR, ADMIN}
 LEDGER_READERS = {FINANCE, AUDITOR, ADMIN}
 
 
+# Screens that are built: their cells must run, never skip.
+BUILT = {"review-queue", "refund-list", "complaints", "payouts", "merchant-list", "channel-list", "dashboard",
+         "admin:index"}
+
+
 def _url(screen):
     try:
         return reverse(screen)
     except NoReverseMatch:
+        if screen in BUILT:
+            raise
         pytest.skip(f"screen {screen!r} is not built")
 
 
