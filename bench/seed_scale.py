@@ -348,7 +348,7 @@ def seed(n_refunds: int, n_merchants: int, n_complaints: int, n_payouts: int, us
         step("webhook deliveries", SQL_WEBHOOKS)
         conn.execute("DROP TABLE seed_refund")
         started = time.monotonic()
-        for table, indexdef in dropped:
+        for _table, indexdef in dropped:
             conn.execute(indexdef)
         print(f"  {'indexes rebuilt':<28} {time.monotonic() - started:6.1f}s", flush=True)
         # Rows inserted with explicit ids: move the identity sequences past them.
