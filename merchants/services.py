@@ -129,8 +129,8 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
 
     # The ledger rows first, the balances last: a merchant's account rows are shared by all its
     # refunds, so their row locks (taken by the UPDATEs below) are held from those UPDATEs to
-    # COMMIT only, not also while the ledger INSERTs are built and sent. If a debit cannot be covered these rows are
-    # already written: the caller's transaction rolls back (refund_create's does).
+    # COMMIT only, not also while the ledger INSERTs are built and sent. If a debit cannot be
+    # covered these rows are already written: the caller's transaction rolls back.
     txns = LedgerTransaction.objects.bulk_create(
         [
             LedgerTransaction(

@@ -930,3 +930,19 @@ def test_a_replay_costs_one_query(django_assert_num_queries):
     create(m, p, 3000, "R1")
     with django_assert_num_queries(1):
         create(m, p, 3000, "R1")
+
+
+def test_the_merchants_account_rows_are_the_last_statements_before_commit():
+    # ARCHITECTURE.md (Concurrency): the account rows are shared by every refund of the merchant,
+    # so their row locks are taken last, after the ledger rows, and held only until COMMIT.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    m = f.merchant()
+    p = f.payment(m, amount=10000)
+    create(m, p, 10, "warm-up")
+    with CaptureQueriesContext(connection) as queries:
+        create(m, p, 3000, "R1")
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert [s.split()[:2] for s in statements[-2:]] == [["UPDATE", '"merchants_account"']] * 2
+    assert statements[-3].startswith('INSERT INTO "merchants_ledgerentry"')
