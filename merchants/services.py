@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
+from . import sql
 from .models import Account, ApiKey, BalanceShortfall, LedgerEntry, LedgerTransaction, Merchant
 
 
@@ -57,7 +57,13 @@ def merchant_create(
 def merchant_accounts(merchant: Merchant, currency: str, kinds: Iterable[str]) -> dict[str, Account]:
     """The merchant's accounts of these kinds in this currency, created when missing."""
     kinds = list(kinds)
-    found = {a.kind: a for a in Account.objects.filter(merchant=merchant, currency=currency, kind__in=kinds)}
+    rows = sql.fetch(
+        Account,
+        f"SELECT {sql.columns(Account)} FROM {sql.table(Account)} WHERE merchant_id = %s AND currency = %s "
+        f"AND kind IN ({', '.join(['%s'] * len(kinds))})",
+        [merchant.pk, currency, *kinds],
+    )
+    found = {account.kind: account for account, _ in rows}
     for kind in kinds:
         if kind not in found:
             found[kind] = _get_or_create_account(merchant=merchant, kind=kind, currency=currency)
@@ -102,6 +108,11 @@ def ledger_post(
     return ledger_post_many([posting])[0]
 
 
+_MOVE = f"UPDATE {sql.table(Account)} SET balance = balance + %s WHERE id = %s"
+# A debit of an account that may not go negative moves it only if it covers the amount.
+_DEBIT_COVERED = _MOVE + " AND balance >= %s"
+
+
 def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
     """Post balanced transactions and move the account balances with them, each account once.
 
@@ -131,30 +142,28 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
     # refunds, so their row locks (taken by the UPDATEs below) are held from those UPDATEs to
     # COMMIT only, not also while the ledger INSERTs are built and sent. If a debit cannot be
     # covered these rows are already written: the caller's transaction rolls back.
-    txns = LedgerTransaction.objects.bulk_create(
-        [
-            LedgerTransaction(
-                kind=p.kind, reference=p.reference, description=p.description[:255], created_by=p.created_by[:100]
-            )
-            for p in postings
-        ]
-    )
-    LedgerEntry.objects.bulk_create(
-        [
-            LedgerEntry(transaction=txn, account=ln.account, amount=ln.amount, currency=ln.account.currency)
-            for txn, p in zip(txns, postings, strict=True)
-            for ln in p.lines
-        ]
-    )
+    txns = [
+        LedgerTransaction(
+            kind=p.kind, reference=p.reference, description=p.description[:255], created_by=p.created_by[:100]
+        )
+        for p in postings
+    ]
+    sql.insert(txns)
+    sql.insert([
+        LedgerEntry(transaction=txn, account=ln.account, amount=ln.amount, currency=ln.account.currency)
+        for txn, p in zip(txns, postings, strict=True)
+        for ln in p.lines
+    ])
     for pk in sorted(per_account):
         delta = per_account[pk]
         if delta == 0:
             continue
         account = accounts[pk]
-        rows = Account.objects.filter(pk=pk)
         if delta < 0 and not account.may_go_negative:
-            rows = rows.filter(balance__gte=-delta)
-        if rows.update(balance=F("balance") + delta) != 1:
+            moved = sql.execute(_DEBIT_COVERED, [delta, pk, -delta])
+        else:
+            moved = sql.execute(_MOVE, [delta, pk])
+        if moved != 1:
             raise InsufficientBalance(account, -delta)
     return txns
 

@@ -12,12 +12,14 @@ from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, Count, F, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from channels.models import Channel
 from merchants import services as money
+from merchants import sql
 from merchants.models import Account, FxRate, LedgerTransaction, Merchant
 from merchants.money import convert, split_proportionally, to_minor
 
@@ -25,12 +27,6 @@ from . import errors, risk
 from .models import Payment, PaymentPart, Refund, RefundEvent, RefundLeg
 
 MANUAL_PAYOUT_DAYS = 7  # typical time for customer service to collect a card and finance to pay
-
-
-def _only(queryset):
-    """The row of a lookup by a unique key, or None: LIMIT 1 without the model's default ORDER BY
-    (which `.first()` adds, with a join when the ordering goes through a foreign key)."""
-    return next(iter(queryset.order_by()[:1]), None)
 
 
 def _fingerprint(**fields) -> str:
@@ -197,9 +193,12 @@ class PlannedLeg:
 
 def plan_legs(
     *, payment: Payment, parts: list[PaymentPart], shares: list[int], direction: str, fallback: str,
-    now: datetime.datetime,
+    now: datetime.datetime, channel_legs: dict[int, int] | None = None,
 ) -> tuple[list[PlannedLeg], int]:
-    """The legs money takes back, and the coupon share that is not returned as money."""
+    """The legs money takes back, and the coupon share that is not returned as money.
+
+    `channel_legs`: per part id, its legs so far on its channel (not cancelled), when the caller
+    has read them already (refund_create does, with the parts); otherwise they are counted here."""
     coupon_share = sum(s for p, s in zip(parts, shares, strict=True) if p.kind == PaymentPart.Kind.COUPON)
     money_shares = [(p, s) for p, s in zip(parts, shares, strict=True) if s and p.kind != PaymentPart.Kind.COUPON]
     if direction == Refund.Direction.BALANCE:
@@ -208,7 +207,7 @@ def plan_legs(
 
     channel_parts = [p for p, _ in money_shares if p.kind == PaymentPart.Kind.CHANNEL]
     limited = [p.pk for p in channel_parts if p.channel.max_refunds_per_payment]
-    legs_so_far = dict(
+    legs_so_far = channel_legs if channel_legs is not None else dict(
         RefundLeg.objects.filter(payment_part_id__in=limited, route=F("channel__code"))
         .exclude(status=RefundLeg.Status.CANCELLED)
         .order_by()  # RefundLeg's default ordering would join refunds_refund for nothing
@@ -278,6 +277,47 @@ def estimate_arrival(legs: list[PlannedLeg] | list[RefundLeg], *, today: datetim
 # ---------------------------------------------------------------------------------------------
 # Refunds
 
+# The statements of refund_create, in plain SQL: it is the API's busiest request (merchants/sql.py).
+_REFUND_BY_NO = f"SELECT {sql.columns(Refund)} FROM {sql.table(Refund)} WHERE merchant_id = %s AND out_refund_no = %s"
+_PAYMENT_FOR_UPDATE = (
+    f"SELECT {sql.columns(Payment)} FROM {sql.table(Payment)} WHERE merchant_id = %s AND out_trade_no = %s"
+    + (" FOR UPDATE" if connection.features.has_select_for_update else "")  # SQLite locks the whole database
+)
+# Each part with its channel and, where the channel limits refunds per payment, the part's legs
+# on that channel so far (plan_legs' MAX_REFUNDS_REACHED).
+_PARTS_WITH_CHANNEL_LEGS = (
+    f"SELECT {sql.columns(PaymentPart, 'p')}, {sql.columns(Channel, 'c')}, "
+    f"CASE WHEN c.max_refunds_per_payment > 0 THEN (SELECT COUNT(*) FROM {sql.table(RefundLeg)} l "
+    f"WHERE l.payment_part_id = p.id AND l.route = c.code AND l.status <> %s) ELSE 0 END "
+    f"FROM {sql.table(PaymentPart)} p LEFT JOIN {sql.table(Channel)} c ON c.id = p.channel_id "
+    f"WHERE p.payment_id = %s ORDER BY p.position"
+)
+_PAYMENT_REFUNDED = f"UPDATE {sql.table(Payment)} SET refunded_amount = refunded_amount + %s WHERE id = %s"
+
+
+def _refund_by_no(merchant: Merchant, out_refund_no: str) -> Refund | None:
+    rows = sql.fetch(Refund, _REFUND_BY_NO, [merchant.pk, out_refund_no])
+    return rows[0][0] if rows else None
+
+
+def _parts_with_channel_legs(payment: Payment) -> tuple[list[PaymentPart], dict[int, int]]:
+    parts, channel_legs = [], {}
+    for part, rest in sql.fetch(PaymentPart, _PARTS_WITH_CHANNEL_LEGS, [RefundLeg.Status.CANCELLED, payment.pk]):
+        part.payment = payment
+        if part.channel_id is not None:
+            part.channel = sql.instance(Channel, rest)
+            channel_legs[part.pk] = rest[-1]
+        parts.append(part)
+    return parts, channel_legs
+
+
+def _remember_legs(refund: Refund, legs: list[RefundLeg]) -> None:
+    """What prefetch_related would leave: `refund.legs.all()` answers these without a query."""
+    queryset = refund.legs.all()
+    queryset._result_cache = legs
+    queryset._prefetch_done = True
+    refund._prefetched_objects_cache = {"legs": queryset}
+
 
 def refund_create(
     *,
@@ -313,7 +353,7 @@ def refund_create(
     )
 
     def replay() -> tuple[Refund, bool] | None:
-        existing = _only(Refund.objects.filter(merchant=merchant, out_refund_no=out_refund_no))
+        existing = _refund_by_no(merchant, out_refund_no)
         if existing is None:
             return None
         if existing.request_hash != request_hash:
@@ -355,13 +395,14 @@ def _refund_create_locked(
     *, merchant, out_trade_no, out_refund_no, amount, actor, reason, direction, source, notify_url, user, now,
     request_hash,
 ) -> Refund:
-    payment = _only(Payment.objects.select_for_update().filter(merchant=merchant, out_trade_no=out_trade_no))
+    rows = sql.fetch(Payment, _PAYMENT_FOR_UPDATE, [merchant.pk, out_trade_no])
+    payment = rows[0][0] if rows else None
     if payment is None:
         raise errors.PaymentNotFound(f"no payment {out_trade_no} for merchant {merchant.code}")
     if amount > payment.refundable_amount:
         # A concurrent request with the same out_refund_no may be what used the amount up: we
         # waited for it on the payment's lock, so it is visible now and is answered as a replay.
-        existing = _only(Refund.objects.filter(merchant=merchant, out_refund_no=out_refund_no))
+        existing = _refund_by_no(merchant, out_refund_no)
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise errors.OutRefundNoConflict(f"out_refund_no {out_refund_no} was used for a different request")
@@ -369,11 +410,11 @@ def _refund_create_locked(
         raise errors.AmountExceedsRefundable(
             f"amount {amount} exceeds the refundable {payment.refundable_amount} of payment {out_trade_no}"
         )
-    # By position only: PaymentPart's default ordering joins the payment (already locked) to sort.
-    parts = list(payment.parts.select_related("channel").order_by("position"))
+    parts, channel_legs = _parts_with_channel_legs(payment)
     shares = allocate(parts=parts, amount=amount, strategy=merchant.allocation_strategy)
     planned, coupon_share = plan_legs(
-        payment=payment, parts=parts, shares=shares, direction=direction, fallback=merchant.fallback_route, now=now
+        payment=payment, parts=parts, shares=shares, direction=direction, fallback=merchant.fallback_route, now=now,
+        channel_legs=channel_legs,
     )
     money_out = sum(leg.amount for leg in planned)
     hold = hold_for(payment=payment, money_out=money_out, now=now)
@@ -393,21 +434,23 @@ def _refund_create_locked(
         request_hash=request_hash, created_by=actor, created_by_user=user,
         allocation={str(p.pk): s for p, s in zip(parts, shares, strict=True) if s},
     )
-    refund.save(force_insert=True)
+    sql.insert([refund])
+    # Creation is no transition: the merchant's and marketing's notices hang on post_save.
+    post_save.send(sender=Refund, instance=refund, created=True, update_fields=None, raw=False, using=refund._state.db)
     leg_status = RefundLeg.Status.QUEUED if status == Refund.Status.APPROVED else RefundLeg.Status.PENDING
     if not counts:
         leg_status = RefundLeg.Status.CANCELLED
     hold_shares = split_proportionally(refund.hold_amount, [leg.amount for leg in planned])
-    legs = RefundLeg.objects.bulk_create(
-        [
-            RefundLeg(
-                refund=refund, payment_part=leg.part, route=leg.route, channel=leg.channel, amount=leg.amount,
-                currency=payment.currency, hold_amount=h, status=leg_status, fallback_reason=leg.fallback_reason,
-            )
-            for leg, h in zip(planned, hold_shares, strict=True)
-        ]
-    )
-    RefundEvent.objects.bulk_create(
+    legs = [
+        RefundLeg(
+            refund=refund, payment_part=leg.part, route=leg.route, channel=leg.channel, amount=leg.amount,
+            currency=payment.currency, hold_amount=h, status=leg_status, fallback_reason=leg.fallback_reason,
+        )
+        for leg, h in zip(planned, hold_shares, strict=True)
+    ]
+    sql.insert(legs)
+    _remember_legs(refund, legs)
+    sql.insert(
         [
             RefundEvent(
                 refund=refund, kind=RefundEvent.Kind.CREATED, actor=actor, to_status=status, reason=reason,
@@ -424,17 +467,14 @@ def _refund_create_locked(
     if not counts:
         return refund
 
-    Payment.objects.filter(pk=payment.pk).update(refunded_amount=F("refunded_amount") + amount)
+    sql.execute(_PAYMENT_REFUNDED, [amount, payment.pk])
     taken = {part.pk: share for part, share in zip(parts, shares, strict=True) if share}
-    # Increments in one UPDATE (not bulk_update's CASE of values computed in Python); the
-    # common one-part refund gets the plain `+ share`, cheaper to build.
-    if len(taken) == 1:
-        increment = F("refunded_amount") + next(iter(taken.values()))
-    else:
-        increment = F("refunded_amount") + Case(
-            *(When(pk=pk, then=Value(share)) for pk, share in taken.items()), output_field=BigIntegerField()
-        )
-    PaymentPart.objects.filter(pk__in=taken).update(refunded_amount=increment)
+    # Increments (not values computed in Python), all parts in one UPDATE.
+    sql.execute(
+        f"UPDATE {sql.table(PaymentPart)} SET refunded_amount = refunded_amount + CASE id "
+        f"{' '.join(['WHEN %s THEN %s'] * len(taken))} END WHERE id IN ({', '.join(['%s'] * len(taken))})",
+        [*(v for pk, share in taken.items() for v in (pk, share)), *taken],
+    )
     for part in parts:
         part.refunded_amount += taken.get(part.pk, 0)
     postings: list[money.Posting] = []

@@ -6,10 +6,16 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
+from merchants import sql
 from merchants.models import ApiKey, Merchant
 
 # Our keys are about 50 characters; anything much longer is not one of them.
 MAX_KEY_LENGTH = 200
+# Every request runs it (see merchants/sql.py for why it is plain SQL); key_hash is unique.
+_KEY_WITH_MERCHANT = (
+    f"SELECT {sql.columns(ApiKey, 'k')}, {sql.columns(Merchant, 'm')} FROM {sql.table(ApiKey)} k "
+    f"JOIN {sql.table(Merchant)} m ON m.id = k.merchant_id WHERE k.key_hash = %s"
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,10 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed("use the header Authorization: Bearer <api key>")
         key = None
         if len(raw) <= MAX_KEY_LENGTH:
-            # key_hash is unique: LIMIT 1 without `.first()`'s ORDER BY.
-            key = next(iter(ApiKey.objects.select_related("merchant").filter(key_hash=ApiKey.hash_key(raw)).order_by()[:1]), None)
+            rows = sql.fetch(ApiKey, _KEY_WITH_MERCHANT, [ApiKey.hash_key(raw)])
+            if rows:
+                key, merchant_columns = rows[0]
+                key.merchant = sql.instance(Merchant, merchant_columns)
         if key is None:
             raise AuthenticationFailed("unknown API key")
         if key.revoked_at is not None:

@@ -11,12 +11,18 @@ import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from rest_framework.throttling import BaseThrottle
 
+from merchants import sql
 from merchants.models import ApiKey
 
 from .models import RateLimitWindow
+
+# Every request runs it: plain SQL (merchants/sql.py says why).
+_COUNT_ONE = (
+    f'UPDATE {sql.table(RateLimitWindow)} SET "count" = "count" + 1 '
+    f'WHERE api_key_id = %s AND "window" = %s AND "count" < %s'
+)
 
 
 def rate_limit_hit(*, api_key: ApiKey, limit: int, period: int, now: float | None = None) -> tuple[bool, int]:
@@ -27,9 +33,7 @@ def rate_limit_hit(*, api_key: ApiKey, limit: int, period: int, now: float | Non
 
     def take() -> bool:
         # Conditional: a refused request does not count, and the count never passes the limit.
-        return bool(
-            RateLimitWindow.objects.filter(api_key=api_key, window=window, count__lt=limit).update(count=F("count") + 1)
-        )
+        return bool(sql.execute(_COUNT_ONE, [api_key.pk, window, limit]))
 
     if take():
         return True, retry_after
