@@ -122,6 +122,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
 else:
+    # psycopg prepares a statement once it has run this many times on a connection, so that
+    # PostgreSQL stops parsing and planning it. Only the hot path's plain SQL (merchants/sql.py)
+    # binds on the server and can be prepared. Behind a transaction-pooling PgBouncer older
+    # than 1.21, set DB_PREPARE_THRESHOLD=-1 to turn it off.
+    _threshold = env_int("DB_PREPARE_THRESHOLD", 5, minimum=-1)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _threshold < 0 else _threshold
     # One test database per test process, so that two test runs on one machine never share one.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 

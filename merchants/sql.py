@@ -62,17 +62,32 @@ def instance(model: type[Model], row) -> Model:
     return model.from_db(connection.alias, None, values)
 
 
+def _cursor():
+    """On PostgreSQL, a cursor that binds parameters on the server: psycopg then prepares each of
+    these statements once per connection (after `prepare_threshold`, 5, runs of it) and
+    PostgreSQL stops parsing and planning it on every request. Django's own cursors bind on the
+    client, which cannot be prepared. Still Django's cursor wrapper: query logging, the
+    transaction checks and the error translation all apply."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
 def fetch(model: type[Model], sql: str, params=()) -> list[tuple[Model, tuple]]:
     """Run a SELECT whose rows start with `columns(model)`: (instance, the row's other values)."""
     n = len(_fields(model))
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return [(instance(model, row), tuple(row[n:])) for row in cursor.fetchall()]
 
 
 def execute(sql: str, params=()) -> int:
     """Run a statement; returns the number of rows it changed."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -101,7 +116,7 @@ def insert(objs: list[Model], *, on_conflict_do_nothing: bool = False) -> int:
     model = type(objs[0])
     sql, fields, auto_pk = _insert_sql(model, len(objs), connection.vendor, on_conflict_do_nothing)
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         if auto_pk:
             # One row back per inserted row, in VALUES order (what bulk_create relies on too).
