@@ -279,9 +279,18 @@ def estimate_arrival(legs: list[PlannedLeg] | list[RefundLeg], *, today: datetim
 
 # The statements of refund_create, in plain SQL: it is the API's busiest request (merchants/sql.py).
 _REFUND_BY_NO = f"SELECT {sql.columns(Refund)} FROM {sql.table(Refund)} WHERE merchant_id = %s AND out_refund_no = %s"
-_PAYMENT_FOR_UPDATE = (
-    f"SELECT {sql.columns(Payment)} FROM {sql.table(Payment)} WHERE merchant_id = %s AND out_trade_no = %s"
-    + (" FOR UPDATE" if connection.features.has_select_for_update else "")  # SQLite locks the whole database
+# The payment, locked, with what else the refund needs of the merchant: the two accounts its
+# hold moves between, and whether the out_refund_no is taken already (then: a replay, or a conflict).
+_LOCK_PAYMENT = (
+    f"SELECT {sql.columns(Payment, 'p')}, {sql.columns(Account, 'a1')}, {sql.columns(Account, 'a2')}, r.id "
+    f"FROM {sql.table(Payment)} p "
+    f"LEFT JOIN {sql.table(Account)} a1 ON a1.merchant_id = p.merchant_id AND a1.currency = p.settlement_currency "
+    f"AND a1.kind = %s AND a1.user_id = '' AND a1.sub_ledger = '' "
+    f"LEFT JOIN {sql.table(Account)} a2 ON a2.merchant_id = p.merchant_id AND a2.currency = p.settlement_currency "
+    f"AND a2.kind = %s AND a2.user_id = '' AND a2.sub_ledger = '' "
+    f"LEFT JOIN {sql.table(Refund)} r ON r.merchant_id = p.merchant_id AND r.out_refund_no = %s "
+    f"WHERE p.merchant_id = %s AND p.out_trade_no = %s"
+    + (" FOR UPDATE OF p" if connection.features.has_select_for_update_of else "")  # SQLite locks the whole database
 )
 # Each part with its channel and, where the channel limits refunds per payment, the part's legs
 # on that channel so far (plan_legs' MAX_REFUNDS_REACHED).
@@ -298,6 +307,23 @@ _PAYMENT_REFUNDED = f"UPDATE {sql.table(Payment)} SET refunded_amount = refunded
 def _refund_by_no(merchant: Merchant, out_refund_no: str) -> Refund | None:
     rows = sql.fetch(Refund, _REFUND_BY_NO, [merchant.pk, out_refund_no])
     return rows[0][0] if rows else None
+
+
+def _lock_payment(
+    merchant: Merchant, out_trade_no: str, out_refund_no: str, hold_kinds: tuple[str, str]
+) -> tuple[Payment | None, dict[str, Account] | None, bool]:
+    """(the payment, locked; its hold accounts by kind, None if one is missing; whether a refund
+    has this out_refund_no already), in one round trip."""
+    rows = sql.fetch(Payment, _LOCK_PAYMENT, [*hold_kinds, out_refund_no, merchant.pk, out_trade_no])
+    if not rows:
+        return None, None, False
+    payment, rest = rows[0]
+    payment.merchant = merchant
+    n = len(Account._meta.concrete_fields)
+    accounts = None
+    if rest[0] is not None and rest[n] is not None:
+        accounts = {kind: sql.instance(Account, rest[i * n:(i + 1) * n]) for i, kind in enumerate(hold_kinds)}
+    return payment, accounts, rest[-1] is not None
 
 
 def _parts_with_channel_legs(payment: Payment) -> tuple[list[PaymentPart], dict[int, int]]:
@@ -352,16 +378,6 @@ def refund_create(
         notify_url=notify_url,
     )
 
-    def replay() -> tuple[Refund, bool] | None:
-        existing = _refund_by_no(merchant, out_refund_no)
-        if existing is None:
-            return None
-        if existing.request_hash != request_hash:
-            raise errors.OutRefundNoConflict(f"out_refund_no {out_refund_no} was used for a different request")
-        return existing, False
-
-    if (found := replay()) is not None:
-        return found
     try:
         return _refund_create_locked(
             merchant=merchant, out_trade_no=out_trade_no, out_refund_no=out_refund_no, amount=amount,
@@ -371,9 +387,11 @@ def refund_create(
     except _Replay as found:
         return found.refund, False
     except IntegrityError:
-        # The same out_refund_no committed by a concurrent request between our check and insert.
-        if (found := replay()) is not None:
-            return found
+        # The same out_refund_no committed by a concurrent request after our payment lock's snapshot.
+        try:
+            _raise_if_replay(merchant, out_refund_no, request_hash)
+        except _Replay as found:
+            return found.refund, False
         raise
     except money.InsufficientBalance as short:
         money.shortfall_record(merchant=merchant, account=short.account, amount=short.needed, out_refund_no=out_refund_no)
@@ -384,10 +402,20 @@ def refund_create(
 
 
 class _Replay(Exception):
-    """Raised under the payment's lock when the request turns out to be a replay."""
+    """Raised when the request turns out to be a replay: the stored refund is the answer."""
 
     def __init__(self, refund: Refund):
         self.refund = refund
+
+
+def _raise_if_replay(merchant: Merchant, out_refund_no: str, request_hash: str) -> None:
+    """_Replay if this out_refund_no was used for the same request, OutRefundNoConflict if for another."""
+    existing = _refund_by_no(merchant, out_refund_no)
+    if existing is None:
+        return
+    if existing.request_hash != request_hash:
+        raise errors.OutRefundNoConflict(f"out_refund_no {out_refund_no} was used for a different request")
+    raise _Replay(existing)
 
 
 @transaction.atomic
@@ -395,18 +423,16 @@ def _refund_create_locked(
     *, merchant, out_trade_no, out_refund_no, amount, actor, reason, direction, source, notify_url, user, now,
     request_hash,
 ) -> Refund:
-    rows = sql.fetch(Payment, _PAYMENT_FOR_UPDATE, [merchant.pk, out_trade_no])
-    payment = rows[0][0] if rows else None
+    hold_kinds = (merchant.refund_source, Account.Kind.REFUND_HOLD)
+    payment, hold_accounts, used = _lock_payment(merchant, out_trade_no, out_refund_no, hold_kinds)
+    if payment is None or used:
+        _raise_if_replay(merchant, out_refund_no, request_hash)
     if payment is None:
         raise errors.PaymentNotFound(f"no payment {out_trade_no} for merchant {merchant.code}")
     if amount > payment.refundable_amount:
         # A concurrent request with the same out_refund_no may be what used the amount up: we
         # waited for it on the payment's lock, so it is visible now and is answered as a replay.
-        existing = _refund_by_no(merchant, out_refund_no)
-        if existing is not None:
-            if existing.request_hash != request_hash:
-                raise errors.OutRefundNoConflict(f"out_refund_no {out_refund_no} was used for a different request")
-            raise _Replay(existing)
+        _raise_if_replay(merchant, out_refund_no, request_hash)
         raise errors.AmountExceedsRefundable(
             f"amount {amount} exceeds the refundable {payment.refundable_amount} of payment {out_trade_no}"
         )
@@ -479,7 +505,7 @@ def _refund_create_locked(
         part.refunded_amount += taken.get(part.pk, 0)
     postings: list[money.Posting] = []
     if refund.hold_amount:
-        accounts = money.merchant_accounts(merchant, refund.hold_currency, [merchant.refund_source, Account.Kind.REFUND_HOLD])
+        accounts = hold_accounts or money.merchant_accounts(merchant, refund.hold_currency, hold_kinds)
         postings.append(money.Posting(
             kind=LedgerTransaction.Kind.REFUND_HOLD,
             lines=[
