@@ -5,9 +5,10 @@
 
 What runs (see bench/README.md, "api_load"):
 - the server: `gunicorn config.wsgi -w N` (sync workers, the production way), DEBUG off, on the
-  dedicated database `bench_api` (dropped and recreated unless --no-seed), with the real
-  on-commit publish of each leg's dispatch message to Redis (`--redis`, a database number of its
-  own: FLUSHED before and after; no Celery worker consumes it). The rate limit still counts every
+  dedicated database `bench_api` (dropped and recreated unless --no-seed), with Celery pointed at
+  Redis (`--redis`, a database number of its own: FLUSHED before and after; no Celery worker
+  consumes it). A request publishes nothing: its QUEUED leg is the dispatch outbox, which the
+  relay (beat, in the worker tier; not running here) hands to the workers. The rate limit still counts every
   request (`API_RATE_LIMIT` is raised so that it never refuses one);
 - the load: 16 client threads in this process (`--clients`), one loopback HTTP connection per
   request (a sync worker closes it after each answer), each POSTing 100-fen refunds of its own
@@ -231,7 +232,7 @@ def flush_redis(url: str) -> None:
 
 def profile(n: int, n_merchants: int, redis_url: str) -> None:
     """One process, no HTTP server, no contention: the WSGI application called directly (all
-    middleware, DRF, the service, the on-commit publish to Redis). Prints ms per request (wall,
+    middleware, DRF, the service). Prints ms per request (wall,
     CPU, queries and time inside cursor.execute) and a cProfile of the CPU time."""
     import cProfile
     import io

@@ -43,9 +43,10 @@ def setup_django() -> None:
     """Point Django at the benchmark database and set it up (call once per process)."""
     os.environ["DATABASE_URL"] = DATABASE_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    # refund_create hands each channel leg to Celery on commit. The default broker is a folder
-    # under var/ that a real worker (pointed at another database) could consume: keep the
-    # benchmark's messages in process memory instead (override with BENCH_CELERY_BROKER_URL).
+    # The dispatch relay (refunds.dispatch.sweep) hands legs to Celery when a benchmark runs it.
+    # The default broker is a folder under var/ that a real worker (pointed at another database)
+    # could consume: keep the benchmark's messages in process memory instead (override with
+    # BENCH_CELERY_BROKER_URL).
     os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_CELERY_BROKER_URL", "memory://")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

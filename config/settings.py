@@ -253,6 +253,9 @@ try:
 except ValueError:
     raise ImproperlyConfigured("CHANNEL_QUERY_BACKOFF must be comma-separated seconds, e.g. 60,300,1800,3600") from None
 # A channel's "no such refund" is trusted only this long after the last submission began.
+# Seconds a leg handed to the workers by the dispatch relay waits before it is sent again (its
+# message lost); longer than a busy queue takes to reach it.
+DISPATCH_RELAY_GRACE = env_int("DISPATCH_RELAY_GRACE", 120, minimum=1)
 CHANNEL_RESUBMIT_GRACE = env_int("CHANNEL_RESUBMIT_GRACE", 300, minimum=0)  # longer than dispatch_leg's time limit
 # Seconds a sandbox channel takes to answer a submission (a slow channel, for tests and demos).
 try:

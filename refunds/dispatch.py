@@ -169,9 +169,8 @@ def leg_apply_result(
             last = leg.attempts.order_by("-id").first()
             if last is None or last.created_at <= now - resubmit_grace():
                 leg.requeue(by=actor, reason="the channel has no such refund: submitting again is safe")
-                leg.next_action_at = None
+                leg.next_action_at = None  # the relay sends it again
                 leg.save()
-                transaction.on_commit(lambda: _enqueue_dispatch(leg.pk))
                 return "requeued"
         # PROCESSING, UNKNOWN, or a NOT_FOUND too early to trust: keep waiting; the janitor asks again.
         RefundEvent.objects.create(
@@ -193,12 +192,6 @@ def _raise_contradiction(refund, leg, result: ChannelResult, via: str) -> None:
     log.error("refund %s: %s", refund.pk, message)
 
 
-def _enqueue_dispatch(leg_id: int) -> None:
-    from .tasks import dispatch_leg
-
-    dispatch_leg.delay(leg_id)
-
-
 def _due(now):
     from django.db.models import Q
 
@@ -206,17 +199,33 @@ def _due(now):
 
 
 def sweep(*, now: datetime.datetime | None = None, limit: int = 500) -> int:
-    """Approved channel legs a lost message left behind, due for dispatch: send them again."""
+    """The dispatch relay (beat runs it every second): approved channel legs that are due go to
+    the workers.
+
+    A QUEUED leg is the outbox row of its dispatch, committed in the same transaction as the
+    approval, so no request and no crash between a commit and a publish can lose one, and the
+    API's requests never talk to the broker. A sent leg is claimed for DISPATCH_RELAY_GRACE:
+    not sent again while its message waits in the queue, sent again after if the message was
+    lost (a second message is harmless: leg_dispatch only sends a leg that is still QUEUED).
+    """
     from .tasks import dispatch_leg
 
     now = now or timezone.now()
-    due = list(
-        RefundLeg.objects.filter(_due(now), status=RefundLeg.Status.QUEUED, needs_attention=False, channel__isnull=False)
-        .order_by("id").values_list("pk", flat=True)[:limit]
-    )
+    with transaction.atomic():
+        # SKIP LOCKED: two relays (or a relay and a worker holding a leg) never wait for each other.
+        due = list(
+            RefundLeg.objects.select_for_update(skip_locked=True)
+            .filter(_due(now), status=RefundLeg.Status.QUEUED, needs_attention=False, channel__isnull=False)
+            .order_by("id").values_list("pk", flat=True)[:limit]
+        )
+        RefundLeg.objects.filter(pk__in=due).update(next_action_at=now + relay_grace())
     for pk in due:
         dispatch_leg.delay(pk)
     return len(due)
+
+
+def relay_grace() -> datetime.timedelta:
+    return datetime.timedelta(seconds=settings.DISPATCH_RELAY_GRACE)
 
 
 def janitor(*, now: datetime.datetime | None = None, limit: int = 500) -> int:

@@ -9,7 +9,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -542,13 +541,13 @@ def _start_internal_legs(
     refund: Refund, legs: list[RefundLeg], *, by: str, now, postings: list[money.Posting] | None = None
 ) -> None:
     """Approved legs that need no channel: balance is booked at once; manual waits for a payout.
-    Channel legs are handed to the dispatcher once the transaction commits."""
+    Channel legs stay QUEUED: committed with this transaction, they are the dispatch outbox that
+    the relay (refunds.dispatch.sweep, every second) hands to the workers."""
     changed = False
     for leg in legs:
         if leg.status != RefundLeg.Status.QUEUED:
             continue
         if leg.is_channel:
-            transaction.on_commit(partial(_enqueue_dispatch, leg.pk))
             continue
         if leg.route == RefundLeg.Route.BALANCE:
             leg.mark_succeeded(by=by, reason="credited to the user's platform balance", at=now)
@@ -561,12 +560,6 @@ def _start_internal_legs(
             changed = True
     if changed or not legs:
         _sync_refund_status(refund, legs, by=by, now=now)
-
-
-def _enqueue_dispatch(leg_id: int) -> None:
-    from .tasks import dispatch_leg
-
-    dispatch_leg.delay(leg_id)
 
 
 def leg_reroute_to_fallback(*, refund: Refund, legs: list[RefundLeg], leg: RefundLeg, reason: str, by: str, now) -> None:

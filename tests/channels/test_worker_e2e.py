@@ -1,7 +1,7 @@
 """End to end with REAL Celery workers: Redis carries the messages, PostgreSQL holds the truth.
 
-The test process creates refunds through refunds.services.refund_create; its on_commit hook puts
-`dispatch_leg` on Redis; a `celery worker` subprocess (prefork, -c 2, queues celery + dispatch)
+The test process creates refunds through refunds.services.refund_create and runs the dispatch
+relay once, as beat would, which puts `dispatch_leg` on Redis; a `celery worker` subprocess (prefork, -c 2, queues celery + dispatch)
 pointed at the pytest-django test database submits to the sandbox channels, whose notifications
 come back over HTTP to the live server of this process. Nothing runs in-process but the janitor
 and sweep *messages* the test sends, as beat would.
@@ -32,6 +32,7 @@ from django.db import connection
 from channels.models import ChannelNotification, SandboxPayout
 from config import celery_app
 from merchants.models import Account, LedgerTransaction
+from refunds import dispatch
 from refunds.models import Refund, RefundLeg, SubmissionAttempt
 from refunds.tasks import dispatch_sweep, unknown_result_janitor
 from tests import factories as f
@@ -224,8 +225,9 @@ def refund_through(channel_code, amount, *, paid=10000):
     f.channel(channel_code)
     m = f.merchant()
     p = f.payment(m, amount=paid, parts=[("channel", paid, channel_code)])
-    r = f.refund(m, p, amount)  # refund_create: on commit, dispatch_leg goes to Redis
+    r = f.refund(m, p, amount)  # refund_create: the leg is committed QUEUED, the outbox
     assert r.status == Refund.Status.APPROVED
+    assert dispatch.sweep() == 1  # the relay, as beat runs it every second: dispatch_leg goes to Redis
     return m, r, r.legs.get()
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 from merchants.models import Account, BalanceShortfall, Merchant
-from refunds import errors
+from refunds import dispatch, errors, tasks
 from refunds import services as svc
 from refunds.models import Refund, RefundLeg
 from tests import factories as f
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def dispatched(monkeypatch):
-    """Channel legs handed to the dispatcher on commit (recorded here, sent nowhere)."""
+    """Channel legs the dispatch relay hands to the workers (recorded here, sent nowhere)."""
     leg_ids: list[int] = []
     lock = threading.Lock()
 
@@ -30,7 +30,7 @@ def dispatched(monkeypatch):
         with lock:
             leg_ids.append(leg_id)
 
-    monkeypatch.setattr(svc, "_enqueue_dispatch", record)
+    monkeypatch.setattr(tasks.dispatch_leg, "delay", record)
     f.channel("wechat")
     return leg_ids
 
@@ -85,6 +85,7 @@ def test_32_concurrent_refunds_of_one_payment_never_sum_past_what_was_paid(dispa
     assert Refund.objects.filter(payment=p).count() == 20
     assert sum(Refund.objects.filter(payment=p).values_list("amount", flat=True)) == 10000
     assert (f.balance(m, Account.Kind.PENDING_SETTLEMENT), f.balance(m, Account.Kind.REFUND_HOLD)) == (0, 10000)
+    assert dispatch.sweep() == 20
     assert sorted(dispatched) == sorted(RefundLeg.objects.values_list("id", flat=True))  # only committed legs
     assert_all_invariants()
 
@@ -121,6 +122,7 @@ def test_same_out_refund_no_from_8_threads_is_one_refund(dispatched):
     p.refresh_from_db()
     assert p.refunded_amount == 10000
     assert (f.balance(m, Account.Kind.PENDING_SETTLEMENT), f.balance(m, Account.Kind.REFUND_HOLD)) == (0, 10000)
+    dispatch.sweep()
     assert len(dispatched) == 1
     assert_all_invariants()
 
@@ -176,6 +178,17 @@ def test_creates_approvals_rejections_and_leg_results_of_one_merchant_and_user_n
     assert f.balance(m, Account.Kind.REFUND_HOLD) == 4 * 900 + 8 * 800
     assert f.balance(m, Account.Kind.PENDING_SETTLEMENT) == 40 * 5000 - (8 * 2000 + 8 * 900 + 16 * 800)
     assert_all_invariants()
+
+
+def test_relays_running_at_once_hand_each_leg_to_the_workers_once(dispatched):
+    m = f.merchant()
+    for i in range(60):
+        svc.refund_create(merchant=m, out_trade_no=f.payment(m, amount=1000).out_trade_no, out_refund_no=f"R{i}",
+                          amount=100, actor="t")
+    # A beat that fell behind, or two beats by mistake: the relays skip each other's rows.
+    counts = run_together([lambda: dispatch.sweep(limit=25) for _ in range(4)])
+    assert sum(counts) == 60 and max(counts) <= 25
+    assert sorted(dispatched) == sorted(RefundLeg.objects.values_list("id", flat=True))
 
 
 def test_a_locked_refund_does_not_block_new_refunds_of_the_same_merchant_and_channel(dispatched):

@@ -136,7 +136,9 @@ def test_expired_voucher_is_refunded_in_full_once_and_only_after_expiry(broker, 
     assert r.status == Refund.Status.APPROVED
     leg = r.legs.get()
     assert (leg.route, leg.amount, leg.status) == ("wechat", 10000, RefundLeg.Status.QUEUED)
-    assert broker.take() == [("refunds.tasks.dispatch_leg", [leg.pk])]  # handed to the dispatcher
+    assert broker.take() == []  # the leg is the outbox: the relay hands it to the dispatcher
+    assert dispatch.sweep(now=later) == 1
+    assert broker.take() == [("refunds.tasks.dispatch_leg", [leg.pk])]
 
     for day in (3, 4):
         with django_capture_on_commit_callbacks(execute=True):
@@ -277,11 +279,11 @@ def test_refunds_held_from_pending_settlement_in_between_reduce_what_moves():
 
 
 # ---------------------------------------------------------------------------------------------
-# The sweep and the janitor
+# The dispatch relay (dispatch.sweep) and the janitor
 
 
 def queued_leg(amount, *, channel="wechat"):
-    """A refund approved and committed whose dispatch message never went out (no on_commit here)."""
+    """A refund approved and committed: its QUEUED leg waits for the relay."""
     f.channel(channel)
     m = f.merchant()
     p = f.payment(m, amount=10000, parts=[("channel", 10000, channel)])
@@ -291,9 +293,9 @@ def queued_leg(amount, *, channel="wechat"):
     return r, leg
 
 
-def test_sweep_finds_a_queued_leg_whose_message_was_lost_and_sends_it_again(broker, no_notifications):
+def test_the_relay_hands_a_committed_queued_leg_to_the_workers_once(broker, no_notifications):
     r, leg = queued_leg(3000)
-    assert broker.take() == []  # the message was lost
+    assert broker.take() == []  # creating the refund talked to no broker
 
     assert dispatch.sweep() == 1
     messages = broker.take()
@@ -305,14 +307,29 @@ def test_sweep_finds_a_queued_leg_whose_message_was_lost_and_sends_it_again(brok
     assert SandboxPayout.objects.filter(refund_no=leg.submission_no).count() == 1
     assert len(no_notifications) == 1
 
-    # Sent: the sweep leaves it alone now, and a duplicate message changes nothing.
+    # Sent: the relay leaves it alone now, and a duplicate message changes nothing.
     assert dispatch.sweep() == 0
     assert broker.take() == []
     assert broker.run(*messages[0]) == "not-queued"
     assert SandboxPayout.objects.filter(refund_no=leg.submission_no).count() == 1
 
 
-def test_sweep_leaves_a_leg_held_back_until_it_is_due(broker):
+def test_the_relay_sends_a_leg_again_only_once_its_message_may_be_lost(broker, settings):
+    settings.DISPATCH_RELAY_GRACE = 120
+    r, leg = queued_leg(3000)
+    clock = timezone.now()
+    assert dispatch.sweep(now=clock) == 1
+    assert broker.take() == [("refunds.tasks.dispatch_leg", [leg.pk])]
+    # Its message waits in a busy queue: every second's relay leaves it alone...
+    for seconds in (1, 2, 60, 119):
+        assert dispatch.sweep(now=clock + datetime.timedelta(seconds=seconds)) == 0
+    assert broker.take() == []
+    # ...until the grace has passed with the leg still QUEUED: the message was lost, send it again.
+    assert dispatch.sweep(now=clock + datetime.timedelta(seconds=120)) == 1
+    assert broker.take() == [("refunds.tasks.dispatch_leg", [leg.pk])]
+
+
+def test_the_relay_leaves_a_leg_held_back_until_it_is_due(broker):
     r, leg = queued_leg(3000)
     clock = timezone.now()
     RefundLeg.objects.filter(pk=leg.pk).update(next_action_at=clock + datetime.timedelta(minutes=5))  # rate-limited
@@ -399,9 +416,13 @@ def test_beat_schedule_rows_exist_after_migrate():
     from django_celery_beat.models import PeriodicTask
 
     jobs = importlib.import_module("refunds.migrations.0003_periodic_jobs")
+    relay = importlib.import_module("refunds.migrations.0007_dispatch_relay_every_second")
     rows = {t.name: t for t in PeriodicTask.objects.select_related("interval", "crontab")}
+    rows[relay.OLD_NAME] = rows.pop(relay.NEW_NAME)
     for name, task, seconds in jobs.INTERVALS:
         row = rows[name]
+        if task == "refunds.tasks.dispatch_sweep":
+            seconds = 1  # 0007: the relay runs every second
         assert (row.task, row.enabled, row.interval.every, row.interval.period) == (task, True, seconds, "seconds")
         assert task in celery_app.tasks
     for name, task, minute, hour in jobs.CRONTABS:
