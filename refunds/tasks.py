@@ -17,7 +17,7 @@ def query_leg(leg_id: int) -> str:
 
 @shared_task(time_limit=300)
 def dispatch_sweep() -> int:
-    return dispatch.sweep()
+    return dispatch.relay()
 
 
 @shared_task(time_limit=300)

@@ -329,6 +329,13 @@ def test_the_relay_sends_a_leg_again_only_once_its_message_may_be_lost(broker, s
     assert broker.take() == [("refunds.tasks.dispatch_leg", [leg.pk])]
 
 
+def test_beats_relay_drains_a_backlog_batch_after_batch(broker):
+    legs = [queued_leg(3000 + i)[1] for i in range(5)]
+    assert dispatch.relay(batch=2) == 5  # batches of 2, 2, then 1: not full, done
+    assert sorted(args[0] for _, args in broker.take()) == sorted(leg.pk for leg in legs)
+    assert dispatch.relay(batch=2) == 0
+
+
 def test_the_relay_leaves_a_leg_held_back_until_it_is_due(broker):
     r, leg = queued_leg(3000)
     clock = timezone.now()
