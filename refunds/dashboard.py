@@ -39,12 +39,13 @@ from merchants.models import Account, BalanceShortfall, ShortfallDigest, Webhook
 from .models import Alert, ManualPayout, Refund, RefundLeg
 
 CACHE_TTL = 60  # seconds the figures may lag behind
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 COUNT_CAP = 999
 CHART_DAYS = 14
 CHANNEL_DAYS = 7
 # The janitor runs every minute: a leg due for longer than this is its backlog, not its next round.
 JANITOR_GRACE = datetime.timedelta(minutes=2)
+DISPATCH_LAG = datetime.timedelta(minutes=2)  # the relay runs every second: a leg should not wait this long
 SHORTFALL_ROWS = 8
 ALERT_ROWS = 5
 LEG_ID_MARGIN = 1000
@@ -120,6 +121,16 @@ def _overdue_legs(now) -> dict:
         Q(next_action_at__isnull=True) | Q(next_action_at__lte=now - JANITOR_GRACE)
     )
     return {"count": capped(overdue), "oldest": _first(overdue.filter(next_action_at__isnull=False), "next_action_at")}
+
+
+def _undispatched_legs(now) -> dict:
+    # Approved channel legs still QUEUED a while after their last change: the dispatch relay's
+    # backlog (beat or the workers not keeping up, or stopped), plus legs the channel's hours or
+    # rate limit hold back. leg_due serves it.
+    waiting = RefundLeg.objects.filter(
+        status=RefundLeg.Status.QUEUED, needs_attention=False, channel__isnull=False, updated_at__lte=now - DISPATCH_LAG
+    )
+    return {"count": capped(waiting), "oldest": _first(waiting, "updated_at")}
 
 
 def _attention() -> dict:
@@ -268,6 +279,7 @@ def compute(*, now: datetime.datetime | None = None, tz=None) -> dict:
         "days": refunds_per_day(now=now, tz=tz),
         "review": _review(now),
         "overdue": _overdue_legs(now),
+        "undispatched": _undispatched_legs(now),
         "attention": _attention(),
         "payouts": _payouts(),
         "webhooks": _webhooks(),

@@ -46,12 +46,19 @@ def tiles(data: dict, user) -> list[dict]:
     """The work waiting, one tile each: the figure, what it is, the detail an operator asks next, where to act."""
     now = data["as_of"]
     review, overdue, attention = data["review"], data["overdue"], data["attention"]
+    undispatched = data["undispatched"]
     payouts, webhooks = data["payouts"], data["webhooks"]
     out = [
         {
             "key": "review", "label": _("Waiting for review"), "value": review["count"],
             "detail": _("oldest %(age)s") % {"age": ago(review["oldest"], now)} if review["oldest"] else "",
             "url": _url(user, "review-queue"), "tone": "warn" if review["count"] else "",
+        },
+        {
+            "key": "undispatched", "label": _("Approved, not yet sent to a channel"), "value": undispatched["count"],
+            "detail": (_("oldest approved %(age)s") % {"age": ago(undispatched["oldest"], now)})
+            if undispatched["oldest"] else _("the dispatch relay keeps up"),
+            "url": "", "tone": "warn" if undispatched["count"] else "",
         },
         {
             "key": "overdue", "label": _("No channel answer, past next check"), "value": overdue["count"],

@@ -158,6 +158,20 @@ def test_tiles_count_the_work_waiting(as_role, seed):
     assert f'data-currency="CNY" data-amount="{held}"' in body
 
 
+def test_approved_legs_not_yet_with_their_channel_show_the_dispatch_relays_backlog(as_role, seed):
+    now = seed.now
+    # Beat stopped half an hour ago: this leg has been QUEUED since.
+    seed.refund(S.APPROVED, 0, leg_status=L.QUEUED, updated_at=now - datetime.timedelta(minutes=30))
+    seed.refund(S.APPROVED, 0, leg_status=L.QUEUED, updated_at=now - datetime.timedelta(minutes=5))
+    seed.refund(S.APPROVED, 0)  # approved just now: the relay has not had its second yet
+    seed.refund(S.PROCESSING, 0, leg_status=L.PROCESSING, updated_at=now - datetime.timedelta(hours=1))  # with the channel
+    seed.refund(S.APPROVED, 0, leg_status=L.QUEUED, needs_attention=True, updated_at=now - datetime.timedelta(hours=1))
+
+    body = _body(as_role(roles.SUPERVISOR))
+    assert _tile(body, "undispatched") == "2"
+    assert "oldest approved 30 min ago" in body
+
+
 def test_counts_stop_at_the_cap(as_role, seed, monkeypatch):
     monkeypatch.setattr(dashboard, "COUNT_CAP", 2)
     for _ in range(4):
@@ -234,6 +248,7 @@ def test_yesterdays_shortfalls_from_the_digest_or_the_refusals(as_role, seed):
 def test_nothing_to_show(as_role, db):
     body = _body(as_role(roles.SUPERVISOR))
 
+    assert _tile(body, "undispatched") == "0" and "the dispatch relay keeps up" in body
     assert 'data-testid="shortfalls-none"' in body
     assert "No refund went to a channel in this period." in body
     assert len(_bars(body)) == dashboard.CHART_DAYS
