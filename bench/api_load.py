@@ -105,6 +105,46 @@ class Server:
         self.log.close()
 
 
+RELAY_LOOP = """
+import time
+import django
+django.setup()
+from refunds import dispatch
+while True:
+    dispatch.relay()
+    time.sleep(1)
+"""
+
+
+class Relay:
+    """`--with-relay`: the dispatch relay as beat runs it, every second, in a process of its own on
+    the same CPUs, publishing the new legs' dispatch_leg messages to Redis. No worker consumes
+    them, so DISPATCH_RELAY_GRACE is made huge: a relayed leg is not sent again, as if a worker
+    had taken it."""
+
+    def __init__(self, env: dict, log_dir: Path):
+        self.log = open(log_dir / "relay.log", "w")
+        self.proc = subprocess.Popen([str(BIN / "python"), "-c", RELAY_LOOP], cwd=ROOT,
+                                     env={**env, "DISPATCH_RELAY_GRACE": str(10**8)},
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def drain(self, timeout: float = 600) -> None:
+        """Wait until the legs of earlier runs are relayed (about 3,000/s), before measuring."""
+        from refunds.models import RefundLeg
+
+        deadline = time.monotonic() + timeout
+        while RefundLeg.objects.filter(status=RefundLeg.Status.QUEUED, next_action_at__isnull=True).exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the relay did not drain the backlog, see {self.log.name}")
+            time.sleep(1)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,7 +166,8 @@ def post_refund(port: int, key: str, body: dict) -> tuple[int, bytes]:
         conn.close()
 
 
-def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_requests, cpu_pids, pg_cpu=True) -> dict:
+def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_requests, cpu_pids, pg_cpu=True,
+         relay_pids=()) -> dict:
     """`clients` threads POST refunds until `duration` s have passed or `max_requests` were sent."""
     merchants = list(keys)  # merchant code -> raw key
     per_client = n_payments // clients
@@ -169,9 +210,11 @@ def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_reque
     own = [os.getpid()]
     n0 = sum(len(x) for x in latencies)
     c0, w0, s0 = rc.proc_cpu(own), rc.proc_cpu(cpu_pids), {pid: rc.proc_cpu([pid]) for pid in rc.bench_backends()}
+    y0 = rc.proc_cpu(list(relay_pids)) if relay_pids else 0.0
     time.sleep(max(1.0, duration - min(2.0, duration / 4) - 1.5))
     n1 = sum(len(x) for x in latencies)
     c1, w1 = rc.proc_cpu(own), rc.proc_cpu(cpu_pids)
+    y1 = rc.proc_cpu(list(relay_pids)) if relay_pids else 0.0
     # A web worker reconnects after DB_CONN_MAX_AGE seconds: a backend that started in the window
     # counts whole, one that ended in it is lost (a slight underestimate).
     s1 = sum(rc.proc_cpu([pid]) - s0.get(pid, 0.0) for pid in rc.bench_backends())
@@ -189,7 +232,7 @@ def load(*, port, keys, prefix, run_id, clients, n_payments, duration, max_reque
         "rate": sum(ok) / elapsed, "n": sum(ok), "errors": err,
         "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
         "p99": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
-        "client_ms": 1000 * (c1 - c0) / n, "web_ms": 1000 * (w1 - w0) / n,
+        "client_ms": 1000 * (c1 - c0) / n, "web_ms": 1000 * (w1 - w0) / n, "relay_ms": 1000 * (y1 - y0) / n,
         # With DB_CONN_MAX_AGE=0 every request has a backend of its own, gone before it can be read.
         "server_ms": 1000 * (s1 - s0) / n if pg_cpu else float("nan"),
     }
@@ -317,6 +360,8 @@ def main(argv=None) -> None:
     ap.add_argument("--baseline-conn-max-age", type=int, help="DB_CONN_MAX_AGE of the baseline (default: --conn-max-age)")
     ap.add_argument("--also-conn0", action="store_true",
                     help="also measure this code with DB_CONN_MAX_AGE=0 (api-conn0): a connection per request")
+    ap.add_argument("--with-relay", action="store_true",
+                    help="also run the dispatch relay (beat's job, every second) on the same CPUs, publishing to --redis")
     ap.add_argument("--no-seed", action="store_true")
     ap.add_argument("--profile", type=int, metavar="N", help="profile N requests in one process instead (needs a seeded database)")
     args = ap.parse_args(argv)
@@ -350,8 +395,12 @@ def main(argv=None) -> None:
                   + ([] if args.no_raw else ["raw"]))
     servers: dict[str, Server] = {}
     results: dict[tuple[str, str], list[dict]] = {}
+    relay = None
     flush_redis(args.redis)
     try:
+        if args.with_relay:
+            relay = Relay(env, log_dir)
+            relay.drain()
         servers["api"] = Server("api", ROOT, free_port(), args.web_workers, env, log_dir)
         if args.also_conn0:
             servers["api-conn0"] = Server("api-conn0", ROOT, free_port(), args.web_workers,
@@ -374,37 +423,43 @@ def main(argv=None) -> None:
                     run_id = int(time.time())
                     if kind == "raw":
                         r = rc.run_pgbench("raw", rows[0][0], len(rows), n_payments, args.clients, 2, args.duration, run_id)
-                        r.update(web_ms=0.0, p50=float("nan"), p99=float("nan"))
+                        r.update(web_ms=0.0, relay_ms=0.0, p50=float("nan"), p99=float("nan"))
                     else:
                         server = servers[kind]
                         r = load(port=server.port, keys=shape_keys, prefix=rc.PREFIX[kind], run_id=run_id,
                                  clients=args.clients, n_payments=n_payments, duration=args.duration,
                                  max_requests=args.max_requests, cpu_pids=server.worker_pids(),
-                                 pg_cpu=server.env["DB_CONN_MAX_AGE"] != "0")
+                                 pg_cpu=server.env["DB_CONN_MAX_AGE"] != "0",
+                                 relay_pids=[relay.proc.pid] if relay else ())
                     r["bg"] = bg
                     results.setdefault((shape, kind), []).append(r)
+                    relay_text = f" relay {r['relay_ms']:.2f}" if relay else ""
                     errs = "" if not r["errors"] else "  ERRORS: " + "; ".join(
                         f"{n} x {e}" for e, n in r["errors"].most_common(3))
                     print(f"run {run} {shape:<6} {kind:<10} {r['rate']:8.1f}/s  p50 {r['p50']:6.1f} ms  "
                           f"p99 {r['p99']:6.1f} ms  cpu/req client {r['client_ms']:.1f} web {r['web_ms']:.1f} "
-                          f"pg {r['server_ms']:.1f} ms  (others' load before: {bg:.0f}%){errs}", flush=True)
+                          f"pg {r['server_ms']:.1f}{relay_text} ms  (others' load before: {bg:.0f}%){errs}", flush=True)
     finally:
         for server in servers.values():
             server.close()
+        if relay is not None:
+            relay.close()
         flush_redis(args.redis)
     problems = rc.check_consistency()
     report(args, shapes, contenders, results, problems)
 
 
 def report(args, shapes, contenders, results, problems) -> None:
-    med = {k: {f: statistics.median(r[f] for r in rs) for f in ("rate", "p50", "p99", "client_ms", "web_ms", "server_ms")}
+    med = {k: {f: statistics.median(r[f] for r in rs)
+               for f in ("rate", "p50", "p99", "client_ms", "web_ms", "server_ms", "relay_ms")}
            for k, rs in results.items()}
     label = {"spread": f"spread ({args.merchants} merchants)", "one": "one merchant"}
     print(f"\nPOST /api/v1/refunds, {args.clients} clients, gunicorn -w {args.web_workers} (sync), "
           f"DB_CONN_MAX_AGE={args.conn_max_age}, {args.duration}s x {args.runs} runs (median), {seed.DB_NAME}, "
           f"{os.cpu_count()} CPUs shared by clients, web workers and PostgreSQL")
+    cpu_head = "CPU ms/req client+web+pg" + ("+relay" if args.with_relay else "")
     head = f"{'shape':<22}{'contender':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'/raw':>7}{'/spread':>9}" \
-           f"{'CPU ms/req client+web+pg':>28}"
+           f"{cpu_head:>34}"
     print(head)
     print("-" * len(head))
     for shape in shapes:
@@ -413,9 +468,11 @@ def report(args, shapes, contenders, results, problems) -> None:
             raw = med.get((shape, "raw"), {}).get("rate")
             spread = med.get(("spread", kind), {}).get("rate")
             cpu = f"{m['client_ms']:.1f} + {m['web_ms']:.1f} + {m['server_ms']:.1f}"
+            if args.with_relay and kind != "raw":
+                cpu += f" + {m['relay_ms']:.2f}"
             print(f"{label[shape]:<22}{kind:<12}{m['rate']:>9.1f}{m['p50']:>9.1f}{m['p99']:>9.1f}"
                   f"{(m['rate'] / raw if raw else float('nan')):>7.2f}{(m['rate'] / spread if spread else float('nan')):>9.2f}"
-                  f"{cpu:>28}")
+                  f"{cpu:>34}")
     bgs = [r["bg"] for rs in results.values() for r in rs]
     print(f"\nCPU busy with other work just before the runs: median {statistics.median(bgs):.0f}% "
           f"(min {min(bgs):.0f}%, max {max(bgs):.0f}%); load average now {os.getloadavg()[0]:.1f}")
