@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F
+from django.db.models import F
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -192,26 +192,17 @@ class PlannedLeg:
 
 def plan_legs(
     *, payment: Payment, parts: list[PaymentPart], shares: list[int], direction: str, fallback: str,
-    now: datetime.datetime, channel_legs: dict[int, int] | None = None,
+    now: datetime.datetime, channel_legs: dict[int, int],
 ) -> tuple[list[PlannedLeg], int]:
     """The legs money takes back, and the coupon share that is not returned as money.
 
-    `channel_legs`: per part id, its legs so far on its channel (not cancelled), when the caller
-    has read them already (refund_create does, with the parts); otherwise they are counted here."""
+    `channel_legs`: per channel part id, its legs so far on its channel, not cancelled (read with
+    the parts, _parts_with_channel_legs)."""
     coupon_share = sum(s for p, s in zip(parts, shares, strict=True) if p.kind == PaymentPart.Kind.COUPON)
     money_shares = [(p, s) for p, s in zip(parts, shares, strict=True) if s and p.kind != PaymentPart.Kind.COUPON]
     if direction == Refund.Direction.BALANCE:
         total = sum(s for _, s in money_shares)
         return ([PlannedLeg(route=RefundLeg.Route.BALANCE, amount=total)] if total else []), coupon_share
-
-    channel_parts = [p for p, _ in money_shares if p.kind == PaymentPart.Kind.CHANNEL]
-    limited = [p.pk for p in channel_parts if p.channel.max_refunds_per_payment]
-    legs_so_far = channel_legs if channel_legs is not None else dict(
-        RefundLeg.objects.filter(payment_part_id__in=limited, route=F("channel__code"))
-        .exclude(status=RefundLeg.Status.CANCELLED)
-        .order_by()  # RefundLeg's default ordering would join refunds_refund for nothing
-        .values("payment_part_id").annotate(n=Count("id")).values_list("payment_part_id", "n")
-    ) if limited else {}
 
     legs = []
     for part, share in money_shares:
@@ -222,7 +213,7 @@ def plan_legs(
         reason = ""
         if not channel.accepts_refund_of(payment.paid_at, now):
             reason = "WINDOW_EXPIRED"
-        elif channel.max_refunds_per_payment and legs_so_far.get(part.pk, 0) >= channel.max_refunds_per_payment:
+        elif channel.max_refunds_per_payment and channel_legs.get(part.pk, 0) >= channel.max_refunds_per_payment:
             reason = "MAX_REFUNDS_REACHED"
         if reason:
             legs.append(PlannedLeg(route=fallback, amount=share, part=part, fallback_reason=reason))
