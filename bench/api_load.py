@@ -290,16 +290,12 @@ def profile(n: int, n_merchants: int, redis_url: str) -> None:
     """One process, no HTTP server, no contention: the WSGI application called directly (all
     middleware, DRF, the service). Prints ms per request (wall,
     CPU, queries and time inside cursor.execute) and a cProfile of the CPU time."""
-    import cProfile
     import io
-    import pstats
     from wsgiref.util import setup_testing_defaults
 
     os.environ.update({"CELERY_BROKER_URL": redis_url, "API_RATE_LIMIT": str(10**9), "DB_CONN_MAX_AGE": "60",
                        "BENCH_CELERY_BROKER_URL": redis_url})
     seed.setup_django()
-    from django.db import connection
-
     from config.wsgi import application
 
     codes = [code for _, code in rc.shape_merchants("spread", n_merchants)]
@@ -307,15 +303,6 @@ def profile(n: int, n_merchants: int, redis_url: str) -> None:
     n_payments = rc.payments_per_merchant()
     rnd = random.Random(11)
     tag = time.time_ns()
-    db = {"time": 0.0, "calls": 0}
-
-    def timed(execute, query, params, many, context):
-        t = time.perf_counter()
-        try:
-            return execute(query, params, many, context)
-        finally:
-            db["time"] += time.perf_counter() - t
-            db["calls"] += 1
 
     def loop(count, prefix):
         for i in range(count):
@@ -334,26 +321,9 @@ def profile(n: int, n_merchants: int, redis_url: str) -> None:
     flush_redis(redis_url)
     loop(50, "apw")
     rc.prepare_run()
-    with connection.execute_wrapper(timed):
-        t0, c0 = time.perf_counter(), time.process_time()
-        loop(n, "apn")
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"\nOne process, {n} requests, no profiler: {1000 * wall / n:.2f} ms/request wall "
-          f"({n / wall:.0f}/s), {1000 * cpu / n:.2f} ms/request Python CPU; "
-          f"{db['calls'] / n:.1f} queries/request, {1000 * db['time'] / n:.2f} ms/request inside cursor.execute")
-    prof = cProfile.Profile(time.process_time)
-    prof.enable()
-    loop(n, "app")
-    prof.disable()
+    print(f"\nOne process, {n} requests, no profiler: {rc.measure_plain(loop, n, 'request', 'apn')}")
+    rc.print_cprofile(loop, n, "request", "app", limits=(("tottime", 30), ("cumulative", 70)))
     flush_redis(redis_url)
-    stats = pstats.Stats(prof)
-    total = sum(v[2] for v in stats.stats.values())
-    print(f"\n--- cProfile (CPU time), {n} requests: {1000 * total / n:.2f} ms CPU/request under the profiler ---")
-    for key, limit in (("tottime", 30), ("cumulative", 70)):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key).print_stats(limit)
-        print(f"\n--- top {limit} by {key} ---")
-        print(buf.getvalue().split("\n", 5)[-1].rstrip())
 
 
 def main(argv=None) -> None:

@@ -353,17 +353,11 @@ def service_statements() -> list[str]:
 # Profile: one process, no contention
 
 
-def profile(n: int, n_merchants: int) -> None:
-    seed.setup_django()
+def measure_plain(loop, n: int, unit: str, prefix: str) -> str:
+    """Run `loop(n, prefix)` without a profiler: ms per `unit` (wall, Python CPU), queries per
+    unit and the time inside cursor.execute (round trip + server + psycopg)."""
     from django.db import connection
 
-    from merchants.models import Merchant
-    from refunds.services import refund_create
-
-    merchants = list(Merchant.objects.filter(code__startswith=seed.MERCHANT_PREFIX).order_by("code")[:n_merchants])
-    n_payments = payments_per_merchant()
-    rnd = random.Random(7)
-    tag = int(time.time())
     db = {"time": 0.0, "calls": 0}
 
     def timed(execute, query, params, many, context):
@@ -373,6 +367,42 @@ def profile(n: int, n_merchants: int) -> None:
         finally:
             db["time"] += time.perf_counter() - t
             db["calls"] += 1
+
+    with connection.execute_wrapper(timed):
+        t0, c0 = time.perf_counter(), time.process_time()
+        loop(n, prefix)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return (f"{1000 * wall / n:.2f} ms/{unit} wall ({n / wall:.0f}/s), {1000 * cpu / n:.2f} ms/{unit} Python CPU; "
+            f"{db['calls'] / n:.1f} queries/{unit}, {1000 * db['time'] / n:.2f} ms/{unit} inside cursor.execute")
+
+
+def print_cprofile(loop, n: int, unit: str, prefix: str, limits=(("tottime", 25), ("cumulative", 45))) -> None:
+    """Run `loop(n, prefix)` under cProfile, CPU time only (time.process_time: waiting for
+    PostgreSQL does not count), and print the top functions."""
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    loop(n, prefix)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[2] for v in stats.stats.values())  # sum of tottime = all profiled CPU
+    print(f"\n--- cProfile (CPU time), {n} {unit}s: {1000 * total / n:.2f} ms CPU/{unit} under the profiler ---")
+    for key, limit in limits:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key).print_stats(limit)
+        print(f"\n--- top {limit} by {key} ---")
+        print(buf.getvalue().split("\n", 5)[-1].rstrip())
+
+
+def profile(n: int, n_merchants: int) -> None:
+    seed.setup_django()
+
+    from merchants.models import Merchant
+    from refunds.services import refund_create
+
+    merchants = list(Merchant.objects.filter(code__startswith=seed.MERCHANT_PREFIX).order_by("code")[:n_merchants])
+    n_payments = payments_per_merchant()
+    rnd = random.Random(7)
+    tag = int(time.time())
 
     def loop(count, prefix):
         for i in range(count):
@@ -384,33 +414,12 @@ def profile(n: int, n_merchants: int) -> None:
 
     loop(50, "pwarm")
     prepare_run()
-    with connection.execute_wrapper(timed):
-        t0, c0 = time.perf_counter(), time.process_time()
-        loop(n, "pplain")
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"\nOne process, {n} refunds, no profiler: {1000 * wall / n:.2f} ms/refund wall "
-          f"({n / wall:.0f}/s), {1000 * cpu / n:.2f} ms/refund Python CPU; "
-          f"{db['calls'] / n:.1f} queries/refund, {1000 * db['time'] / n:.2f} ms/refund inside cursor.execute "
-          f"(round trip + server + psycopg)")
+    print(f"\nOne process, {n} refunds, no profiler: {measure_plain(loop, n, 'refund', 'pplain')}")
     for kind in ("raw", "raw-full"):
         r = run_pgbench(kind, merchants[0].pk, len(merchants), n_payments, 1, 1, 5, tag)
         print(f"pgbench {kind}, 1 client: {1000 / r['rate']:.2f} ms/refund ({r['rate']:.0f}/s)"
               + (f"  errors: {dict(r['errors'])}" if r["errors"] else ""))
-
-    # CPU time only (time.process_time): waiting for PostgreSQL does not count, so this shows
-    # where the Python side spends the CPU that 8 workers compete for.
-    prof = cProfile.Profile(time.process_time)
-    prof.enable()
-    loop(n, "pprof")
-    prof.disable()
-    stats = pstats.Stats(prof)
-    total = sum(v[2] for v in stats.stats.values())  # sum of tottime = all profiled CPU
-    print(f"\n--- cProfile (CPU time), {n} refunds: {1000 * total / n:.2f} ms CPU/refund under the profiler ---")
-    for key, limit in (("tottime", 25), ("cumulative", 45)):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key).print_stats(limit)
-        print(f"\n--- top {limit} by {key} ---")
-        print(buf.getvalue().split("\n", 5)[-1].rstrip())
+    print_cprofile(loop, n, "refund", "pprof")
 
 
 # ---------------------------------------------------------------------------------------------
