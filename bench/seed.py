@@ -39,9 +39,10 @@ def out_trade_no(k: int) -> str:
     return f"P{k:06d}"
 
 
-def setup_django() -> None:
-    """Point Django at the benchmark database and set it up (call once per process)."""
-    os.environ["DATABASE_URL"] = DATABASE_URL
+def setup_django(database_url: str | None = None) -> None:
+    """Point Django at the benchmark database (this module's, or `database_url`) and set it up
+    (call once per process)."""
+    os.environ["DATABASE_URL"] = database_url or DATABASE_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     # The dispatch relay (refunds.dispatch.sweep) hands legs to Celery when a benchmark runs it.
     # The default broker is a folder under var/ that a real worker (pointed at another database)
@@ -55,16 +56,17 @@ def setup_django() -> None:
     django.setup()
 
 
-def recreate_database() -> None:
+def recreate_database(name: str | None = None) -> None:
     import psycopg
 
+    name = name or DB_NAME
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
-def migrate() -> None:
-    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "CELERY_BROKER_URL": "memory://"}
+def migrate(database_url: str | None = None) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url or DATABASE_URL, "CELERY_BROKER_URL": "memory://"}
     subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True
     )

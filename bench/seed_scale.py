@@ -30,14 +30,15 @@ Only local addresses: postgres://postgres@127.0.0.1:5432. Ends with VACUUM ANALY
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import seed as bench_seed  # noqa: E402  (bench/seed.py: database set-up shared by the benchmarks)
+
 ROOT = Path(__file__).resolve().parent.parent
-PG = "postgres://postgres@127.0.0.1:5432"
+PG = bench_seed.PG
 DB_NAME = "bench_scale"
 DATABASE_URL = f"{PG}/{DB_NAME}"
 BENCH_USER, BENCH_PASSWORD = "bench", "bench"
@@ -54,29 +55,15 @@ LOADED_TABLES = [
 
 
 def setup_django() -> None:
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_CELERY_BROKER_URL", "memory://")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    bench_seed.setup_django(DATABASE_URL)
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    bench_seed.recreate_database(DB_NAME)
 
 
 def migrate() -> None:
-    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "CELERY_BROKER_URL": "memory://"}
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
+    bench_seed.migrate(DATABASE_URL)
 
 
 def create_users() -> dict[str, int]:
