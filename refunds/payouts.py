@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import cards, errors, services
-from .models import ManualPayout, RefundEvent, RefundLeg
+from .models import ManualPayout, Refund, RefundEvent, RefundLeg
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,18 @@ def payout_record_card(
     return payout
 
 
+def _lock_payout_awaiting_approval(payout_id) -> tuple[Refund, RefundLeg, ManualPayout]:
+    """Lock the payout's refund and legs (the usual order), then the payout, which must await finance."""
+    leg_id = ManualPayout.objects.filter(pk=payout_id).values_list("leg_id", flat=True).first()
+    if leg_id is None:
+        raise errors.InvalidRequest(f"no payout {payout_id}")
+    refund, _legs, leg = _lock(leg_id)
+    payout = ManualPayout.objects.select_for_update().get(pk=payout_id)
+    if payout.status != ManualPayout.Status.AWAITING_APPROVAL:
+        raise errors.InvalidState(f"the payout is {payout.get_status_display().lower()}")
+    return refund, leg, payout
+
+
 @transaction.atomic
 def payout_approve(*, payout_id, transfer_reference: str, user, now=None) -> ManualPayout:
     """Finance paid the card by bank transfer: the leg succeeds and the hold is consumed."""
@@ -108,13 +120,7 @@ def payout_approve(*, payout_id, transfer_reference: str, user, now=None) -> Man
     transfer_reference = (transfer_reference or "").strip()
     if not transfer_reference:
         raise errors.InvalidRequest("the bank transfer's reference is required")
-    leg_id = ManualPayout.objects.filter(pk=payout_id).values_list("leg_id", flat=True).first()
-    if leg_id is None:
-        raise errors.InvalidRequest(f"no payout {payout_id}")
-    refund, legs, leg = _lock(leg_id)
-    payout = ManualPayout.objects.select_for_update().get(pk=payout_id)
-    if payout.status != ManualPayout.Status.AWAITING_APPROVAL:
-        raise errors.InvalidState(f"the payout is {payout.get_status_display().lower()}")
+    refund, leg, payout = _lock_payout_awaiting_approval(payout_id)
     if payout.recorded_by_id == user.pk:
         raise PayoutFourEyes()
     if leg.status != RefundLeg.Status.MANUAL_PAYOUT:
@@ -142,13 +148,7 @@ def payout_send_back(*, payout_id, reason: str, user) -> ManualPayout:
     reason = (reason or "").strip()
     if not reason:
         raise errors.InvalidRequest("a reason is required to send a payout back")
-    leg_id = ManualPayout.objects.filter(pk=payout_id).values_list("leg_id", flat=True).first()
-    if leg_id is None:
-        raise errors.InvalidRequest(f"no payout {payout_id}")
-    refund, legs, leg = _lock(leg_id)
-    payout = ManualPayout.objects.select_for_update().get(pk=payout_id)
-    if payout.status != ManualPayout.Status.AWAITING_APPROVAL:
-        raise errors.InvalidState(f"the payout is {payout.get_status_display().lower()}")
+    refund, leg, payout = _lock_payout_awaiting_approval(payout_id)
     payout.send_back(reason=reason)
     payout.save()
     _note(
